@@ -1,0 +1,42 @@
+# SAR HPC Lab. Every target sets itself up: on a fresh machine one command is enough.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PRESET ?= seed
+export OMP_NUM_THREADS ?= 1
+export OPENBLAS_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+
+.PHONY: help venv test lint lab data report clean
+
+help:
+	@echo "make report  - run the whole lab and write reports/informe.html"
+	@echo "make test    - lint + unit tests + notebooks (tiny preset)"
+	@echo "make lab     - JupyterLab on notebooks/ (token auth on)"
+	@echo "make data    - synthetic '$(PRESET)' stack + its intensity tiles under data/"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check labkit tests data_prep
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+lab: $(STAMP) data
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 \
+		--IdentityProvider.token="$${JUPYTER_TOKEN:-$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(16))')}"
+
+data: $(STAMP)
+	$(BIN)/labkit data --preset $(PRESET)
+
+clean:
+	rm -rf data results reports benchmarks figures/*.png

@@ -1,0 +1,5 @@
+"""``python -m labkit`` is the same as the ``labkit`` console script."""
+
+from labkit.cli import main
+
+raise SystemExit(main())

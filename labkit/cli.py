@@ -1,0 +1,193 @@
+"""Command line: ``labkit synth|prep|data|run|verify|info|bench|plot|report``.
+
+Bad input prints one line, ``labkit: error: <what was wrong; what is valid>``, and exits
+with code 2; Ctrl-C exits with 130 after cleaning up. Heavy modules are imported inside
+the handlers so that ``labkit run`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from labkit.errors import Interrupted, LabError
+
+__all__ = ["main", "build_parser"]
+
+BACKEND_NAMES = ("sequential", "multiprocessing", "mem", "threads", "mpi")
+STRATEGIES = ("per-file", "partitioned")
+SPLITS = ("dates", "rows")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        self.exit(2, f"labkit: error: {message} (see `{self.prog} --help`)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ≥ 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not ≥ 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer ≥ 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ≥ 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not ≥ 0")
+    return value
+
+
+def crop_spec(text: str) -> tuple[int, int, int, int]:
+    """argparse type: ``W,H,R0,C0`` in multilooked pixels (W, H ≥ 1; R0, C0 ≥ 0)."""
+    parts = [p.strip() for p in text.replace("x", ",").split(",")]
+    try:
+        w, h, r0, c0 = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"crop {text!r} must be four whole numbers W,H,R0,C0 (e.g. 1024,1024,0,0)"
+        ) from None
+    if w < 1 or h < 1 or r0 < 0 or c0 < 0:
+        raise argparse.ArgumentTypeError(
+            f"crop {text!r}: width and height must be ≥ 1, first row/column ≥ 0"
+        )
+    return w, h, r0, c0
+
+
+def looks_spec(text: str) -> tuple[int, int]:
+    """argparse type: ``N`` or ``AZxRG`` looks (azimuth × range), each ≥ 1."""
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"looks {text!r} must be N or AZxRG, e.g. 4 or 2x8")
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"looks {text!r} must be ≥ 1 (N or AZxRG, e.g. 4 or 2x8)")
+    return values[0], values[1]
+
+
+def size_spec(text: str) -> tuple[int, int]:
+    """argparse type: ``LINESxSAMPLES`` (each ≥ 1)."""
+    try:
+        lines, samples = (int(p) for p in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"size {text!r} must be LINESxSAMPLES, e.g. 4096x4096"
+        ) from None
+    if lines < 1 or samples < 1:
+        raise argparse.ArgumentTypeError(f"size {text!r}: lines and samples must be ≥ 1")
+    return lines, samples
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``labkit`` argument parser (one sub-command per lab step)."""
+    p = _Parser(prog="labkit", description="SAR HPC Lab command line.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("synth", help="write a synthetic SAOCOM-like SLC stack (ISCE2 layout)")
+    s.add_argument("dest", help="destination folder (DATE/DATE.slc + .vrt + .xml)")
+    s.add_argument("--preset", default="tiny", help="tiny | seed | dates24 | large")
+    s.add_argument("--dates", type=positive_int, help="number of dates (overrides the preset)")
+    s.add_argument("--size", type=size_spec, help="LINESxSAMPLES (overrides the preset)")
+    s.add_argument("--seed", type=non_negative_int, default=None, help="random seed")
+
+    s = sub.add_parser("prep", help="SLCs -> |S|^2 -> multilook -> crop -> float32 GeoTIFF tiles")
+    s.add_argument("src", help="folder of *.slc.vrt, an ISCE2 tree, raw *.slc + .xml, ...")
+    s.add_argument("dest", help="output folder for YYYYMMDD_int_crop.tif")
+    s.add_argument("--crop", type=crop_spec, required=True, help="W,H,R0,C0 (multilooked px)")
+    s.add_argument("--looks", type=looks_spec, default=(4, 4), help="N or AZxRG (default 4)")
+    s.add_argument("--jobs", type=positive_int, default=1, help="dates prepared in parallel")
+
+    s = sub.add_parser("data", help="synthesize a preset (if missing) and prep its tiles")
+    s.add_argument("--preset", default="seed", help="tiny | seed | dates24 | large")
+    s.add_argument("--root", default="data", help="data folder (default: data)")
+    s.add_argument("--jobs", type=positive_int, default=1, help="dates prepared in parallel")
+
+    s = sub.add_parser("run", help="temporal mean and std of a tile stack with one backend")
+    s.add_argument("backend", help=" | ".join(BACKEND_NAMES))
+    s.add_argument("src", help="folder of YYYYMMDD_int_crop.tif tiles")
+    s.add_argument("mean", help="output mean GeoTIFF")
+    s.add_argument("std", help="output std GeoTIFF")
+    s.add_argument("--workers", type=positive_int, default=None, help="processes/threads/ranks")
+    s.add_argument("--strategy", help="multiprocessing: " + " | ".join(STRATEGIES))
+    s.add_argument("--split", help="mpi: " + " | ".join(SPLITS))
+    s.add_argument("--block-rows", type=positive_int, default=None, help="rows per block")
+    s.add_argument("--ddof", type=non_negative_int, default=0, help="0 population, 1 sample")
+    s.add_argument("--min-count", type=positive_int, default=None, help="NaN-aware: min dates")
+    s.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+    s = sub.add_parser("verify", help="compare two GeoTIFFs: max |Δ|; exit 1 above tolerance")
+    s.add_argument("a")
+    s.add_argument("b")
+    s.add_argument("--tol", type=float, default=0.0, help="max |Δ| allowed (default 0)")
+    s.add_argument("--rtol", type=float, default=None, help="relative tolerance instead")
+
+    sub.add_parser("info", help="cores, memory, MPI library and versions")
+
+    s = sub.add_parser("bench", help="time backends at several worker counts -> CSV")
+    s.add_argument("src", help="folder of tiles")
+    s.add_argument("--backends", default="sequential,multiprocessing,mem,threads,mpi")
+    s.add_argument("--workers", default="1,2")
+    s.add_argument("--repeat", type=positive_int, default=3)
+    s.add_argument("--warmup", type=non_negative_int, default=1)
+    s.add_argument("--csv", default="benchmarks/resultados.csv")
+    s.add_argument("--process", action="store_true", help="also time whole processes")
+
+    s = sub.add_parser("plot", help="figures from a benchmark CSV")
+    s.add_argument("csv")
+    s.add_argument("--out", default="figures")
+
+    s = sub.add_parser("report", help="execute 06_analysis and export the informe to HTML")
+    s.add_argument("--csv", default="benchmarks/resultados.csv")
+    s.add_argument("--lang", choices=("en", "es"), default="en")
+    s.add_argument("--out", default="reports/informe.html")
+    return p
+
+
+# command -> "module:function(args) -> int | None"; imported only when that command runs.
+HANDLERS = {
+    "synth": "labkit.synth:cli_main",
+    "prep": "labkit.prep:cli_main",
+    "data": "labkit.prep:cli_data",
+    "run": "labkit.backends:cli_run",
+    "verify": "labkit.backends:cli_verify",
+    "info": "labkit.sysinfo:cli_info",
+    "bench": "labkit.bench:cli_main",
+    "plot": "labkit.plots:cli_main",
+    "report": "labkit.report:cli_main",
+}
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    import importlib
+
+    module, func = HANDLERS[args.command].split(":")
+    handler = getattr(importlib.import_module(module), func)
+    return int(handler(args) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``labkit`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except Interrupted as exc:
+        print(f"labkit: interrupted: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("labkit: interrupted: stopped by Ctrl-C, no output written", file=sys.stderr)
+        return 130
+    except LabError as exc:
+        print(f"labkit: error: {exc}", file=sys.stderr)
+        return 2
