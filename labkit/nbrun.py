@@ -1,0 +1,137 @@
+"""Execute a notebook with parameters (papermill-style) through nbclient.
+
+The cell tagged ``parameters`` holds the defaults; :func:`execute_notebook` inserts a
+cell tagged ``injected-parameters`` right after it with the given values, runs every
+cell in a fresh kernel and optionally writes the executed notebook.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from labkit.errors import LabError
+
+__all__ = ["execute_notebook", "inject_parameters"]
+
+PARAMETERS_TAG = "parameters"
+INJECTED_TAG = "injected-parameters"
+
+
+def _tags(cell: Any) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def inject_parameters(nb: Any, parameters: dict[str, Any]) -> Any:
+    """Insert (or replace) the ``injected-parameters`` cell of notebook ``nb`` in place.
+
+    The new cell goes right after the cell tagged ``parameters`` (at the top if there is
+    none). Values are written with :func:`repr`, so they must be Python literals
+    (str, int, float, bool, None, lists/dicts of those).
+
+    Returns
+    -------
+    nb : the same notebook node
+    """
+    import nbformat
+
+    nb.cells = [c for c in nb.cells if INJECTED_TAG not in _tags(c)]
+    if not parameters:
+        return nb
+    for name in parameters:
+        if not str(name).isidentifier():
+            raise LabError(f"notebook parameter {name!r} is not a Python name")
+    lines = ["# Parameters injected by labkit.nbrun"]
+    lines += [f"{name} = {value!r}" for name, value in parameters.items()]
+    cell = nbformat.v4.new_code_cell("\n".join(lines))
+    cell.metadata["tags"] = [INJECTED_TAG]
+    where = next((i + 1 for i, c in enumerate(nb.cells) if PARAMETERS_TAG in _tags(c)), 0)
+    nb.cells.insert(where, cell)
+    return nb
+
+
+def _write_atomic(nb: Any, out_path: Path) -> None:
+    import nbformat
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            nbformat.write(nb, fh)
+        os.replace(tmp, out_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def execute_notebook(
+    path: str | os.PathLike[str],
+    parameters: dict[str, Any] | None = None,
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: int = 900,
+    out_path: str | os.PathLike[str] | None = None,
+    kernel_name: str = "python3",
+) -> Any:
+    """Run every cell of a notebook with injected parameters; return the executed notebook.
+
+    Parameters
+    ----------
+    path : path
+        The ``.ipynb`` file (left unchanged).
+    parameters : dict, optional
+        Values for the ``parameters`` cell (Python literals).
+    cwd : path, optional
+        Working folder of the kernel (default: the notebook's folder).
+    timeout : int, default 900
+        Seconds allowed per cell.
+    out_path : path, optional
+        Where to write the executed notebook (atomically). It is written even when a cell
+        fails, so the traceback can be read there.
+    kernel_name : str, default "python3"
+        Jupyter kernel to start.
+
+    Returns
+    -------
+    nbformat.NotebookNode
+
+    Raises
+    ------
+    LabError
+        Missing/unreadable notebook, or a cell raised (message names the cell and error).
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    src = Path(path)
+    if not src.is_file():
+        raise LabError(f"notebook {src} does not exist")
+    try:
+        nb = nbformat.read(src, as_version=4)
+    except Exception as exc:  # nbformat raises several types for bad JSON/schema
+        raise LabError(f"notebook {src} is not a readable .ipynb: {exc}") from None
+    inject_parameters(nb, dict(parameters or {}))
+    workdir = Path(cwd) if cwd is not None else src.resolve().parent
+    if not workdir.is_dir():
+        raise LabError(f"working folder {workdir} for {src.name} does not exist")
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name=kernel_name,
+        resources={"metadata": {"path": str(workdir)}},
+    )
+    try:
+        client.execute()
+    except CellTimeoutError:
+        raise LabError(f"{src.name}: a cell ran longer than {timeout} s") from None
+    except CellExecutionError as exc:
+        failed = next((i for i, c in enumerate(nb.cells) if any(
+            o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+        detail = f"{exc.ename}: {exc.evalue}".strip().splitlines()[0][:300]
+        where = f"cell {failed}" if failed is not None else "a cell"
+        raise LabError(f"{src.name}: {where} failed with {detail}") from None
+    finally:
+        if out_path is not None:
+            _write_atomic(nb, Path(out_path))
+    return nb
