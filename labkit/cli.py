@@ -69,7 +69,9 @@ def looks_spec(text: str) -> tuple[int, int]:
     try:
         values = [int(p) for p in parts]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"looks {text!r} must be N or AZxRG, e.g. 4 or 2x8")
+        raise argparse.ArgumentTypeError(
+            f"looks {text!r} must be N or AZxRG, e.g. 4 or 2x8"
+        ) from None
     if len(values) == 1:
         values = values * 2
     if len(values) != 2 or min(values) < 1:

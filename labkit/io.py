@@ -26,6 +26,7 @@ __all__ = [
     "check_writable",
     "date_from_name",
     "open_stack",
+    "read_block",
     "read_tile",
     "write_geotiff",
     "write_geotiffs",
@@ -83,7 +84,7 @@ def atomic_outputs(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Pat
             os.close(fd)
             temps.append(Path(name))
         yield temps
-        for tmp, t in zip(temps, targets):
+        for tmp, t in zip(temps, targets, strict=True):
             os.replace(tmp, t)
     finally:
         for tmp in temps:
@@ -119,7 +120,7 @@ def write_geotiffs(items: Mapping[str | os.PathLike[str], np.ndarray]) -> None:
         if np.ndim(a) != 2:
             raise LabError(f"can only write 2-D arrays, got shape {np.shape(a)}")
     with atomic_outputs(list(items)) as temps:
-        for tmp, array in zip(temps, items.values()):
+        for tmp, array in zip(temps, items.values(), strict=True):
             _write_tif(tmp, array)
 
 
@@ -241,3 +242,28 @@ def read_tile(
                 return ds.read(1, window=window, out_dtype=np.float32)
     except rasterio.errors.RasterioIOError as exc:
         raise LabError(f"cannot read tile {path}: {exc} (corrupt or truncated?)") from None
+
+
+def read_block(
+    paths: Sequence[str | os.PathLike[str]], row0: int, nrows: int,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Read rows ``row0 .. row0+nrows`` of every tile into one (dates, nrows, cols) float32 array.
+
+    ``out`` (a C-contiguous float32 array of that shape) is filled in place when given.
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    for k, path in enumerate(paths):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with rasterio.open(path) as ds:
+                    if out is None:
+                        out = np.empty((len(paths), nrows, ds.width), np.float32)
+                    ds.read(1, window=Window(0, row0, ds.width, nrows), out=out[k])
+        except rasterio.errors.RasterioIOError as exc:
+            raise LabError(f"cannot read tile {path}: {exc} (corrupt or truncated?)") from None
+    assert out is not None
+    return out

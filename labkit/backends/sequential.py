@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from labkit.backends import IO_BLOCK_ROWS, Result
-from labkit.io import TileStack, read_tile
+from labkit.io import TileStack, read_block
 from labkit.stats import reduce_stack
 
 __all__ = ["compute"]
@@ -28,16 +28,18 @@ def compute(stack: TileStack, *, block_rows: int | None = None, ddof: int = 0,
     t_read = t_compute = 0.0
     nbytes = 0
     starts = range(0, stack.rows, br)
+    buffer = np.empty((stack.n_dates, min(br, stack.rows), stack.cols), np.float32)
     for i, r0 in enumerate(starts):
         n = min(br, stack.rows - r0)
+        block = buffer[:, :n] if n == buffer.shape[1] else np.empty_like(buffer[:, :n])
         t0 = time.perf_counter()
-        block = [read_tile(p, r0, n) for p in stack.paths]
+        read_block(stack.paths, r0, n, out=block)
         t1 = time.perf_counter()
         reduce_stack(block, ddof=ddof, min_count=min_count, out=(mean[r0:r0 + n], std[r0:r0 + n]))
         t2 = time.perf_counter()
         t_read += t1 - t0
         t_compute += t2 - t1
-        nbytes += sum(b.nbytes for b in block)
+        nbytes += block.nbytes
         if progress:
             progress(i + 1, len(starts))
     return Result(mean, std, {"read": t_read, "compute": t_compute, "merge": 0.0},
