@@ -745,7 +745,7 @@ def run_bench(
                                    repeat=repeat, warmup=warmup, reference=reference,
                                    progress=lambda *_: bar.update())
             if reference is None:
-                reference = results[0]
+                reference = (results[0].mean, results[0].std)
                 for r in results:
                     r.meta["max_abs_diff"] = max_abs_diff(r, reference)
             rows = [row_from_result(r, repeat=i, label=label) for i, r in enumerate(results)]

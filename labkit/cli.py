@@ -8,6 +8,7 @@ the handlers so that ``labkit run`` starts fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -20,9 +21,17 @@ STRATEGIES = ("per-file", "partitioned")
 SPLITS = ("dates", "rows")
 
 
+def _say(line: str) -> None:
+    """Print one line on stderr; under ``mpiexec`` only rank 0 does (every rank meets the
+    same error, see :mod:`labkit.backends.mpi`, so the user reads it once)."""
+    if all(os.environ.get(v, "0") == "0" for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK")):
+        print(line, file=sys.stderr, flush=True)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2
-        self.exit(2, f"labkit: error: {message} (see `{self.prog} --help`)\n")
+        _say(f"labkit: error: {message} (see `{self.prog} --help`)")
+        self.exit(2)
 
 
 def positive_int(text: str) -> int:
@@ -149,11 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("plot", help="figures from a benchmark CSV")
     s.add_argument("csv")
     s.add_argument("--out", default="figures")
+    s.add_argument("--maps-tiles", help="tile folder: also write maps.png (mean, std, CV)")
+    s.add_argument("--maps-slc", help="SLC stack folder: PS candidates vs truth in maps.png")
 
     s = sub.add_parser("report", help="execute 06_analysis and export the informe to HTML")
     s.add_argument("--csv", default="benchmarks/resultados.csv")
     s.add_argument("--lang", choices=("en", "es"), default="en")
     s.add_argument("--out", default="reports/informe.html")
+    s.add_argument("--full", action="store_true",
+                   help="whole pipeline: data, prep, bench, notebooks, informe (en + es)")
+    s.add_argument("--preset", default="seed", help="--full: synthetic preset (tiny | seed)")
+    s.add_argument("--quick", action="store_true", help="--full: fewer repeats and sizes")
+    s.add_argument("--data", help="--full: a real SLC stack instead of the synthetic preset")
     return p
 
 
@@ -185,11 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except Interrupted as exc:
-        print(f"labkit: interrupted: {exc}", file=sys.stderr)
+        _say(f"labkit: interrupted: {exc}")
         return 130
     except KeyboardInterrupt:
-        print("labkit: interrupted: stopped by Ctrl-C, no output written", file=sys.stderr)
+        _say("labkit: interrupted: stopped by Ctrl-C, no output written")
         return 130
     except LabError as exc:
-        print(f"labkit: error: {exc}", file=sys.stderr)
+        _say(f"labkit: error: {exc}")
         return 2

@@ -11,7 +11,7 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ __all__ = [
     "atomic_outputs",
     "check_writable",
     "date_from_name",
+    "geotiff_row_writer",
     "open_stack",
     "read_block",
     "read_tile",
@@ -127,6 +128,43 @@ def write_geotiffs(items: Mapping[str | os.PathLike[str], np.ndarray]) -> None:
 def write_geotiff(path: str | os.PathLike[str], array: np.ndarray) -> None:
     """Write one 2-D array as a float32 GeoTIFF (driver GTiff, nodata NaN), atomically."""
     write_geotiffs({path: array})
+
+
+@contextlib.contextmanager
+def geotiff_row_writer(
+    path: str | os.PathLike[str], height: int, width: int
+) -> Iterator[Callable[[int, np.ndarray], None]]:
+    """Write a float32 GeoTIFF (GTiff, nodata NaN) by row blocks, atomically.
+
+    Yields ``write(row0, block)``, which stores a ``(rows, width)`` block at row ``row0``
+    of a temporary file; the file is renamed onto ``path`` only when the ``with`` body
+    ends without error (so memory stays bounded for any image size).
+    """
+    import rasterio
+    from rasterio.transform import Affine
+    from rasterio.windows import Window
+
+    profile = {
+        "driver": "GTiff",
+        "dtype": "float32",
+        "count": 1,
+        "height": height,
+        "width": width,
+        "nodata": float("nan"),
+        "transform": Affine.identity(),
+    }
+    with atomic_outputs([path]) as (tmp,), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NotGeoreferencedWarning: tiles are in radar geometry
+        try:
+            dst = rasterio.open(tmp, "w", **profile)
+        except (OSError, rasterio.errors.RasterioIOError) as exc:
+            raise LabError(f"cannot write {path}: {exc}") from None
+        with dst:
+
+            def write(row0: int, block: np.ndarray) -> None:
+                dst.write(block, 1, window=Window(0, row0, width, block.shape[0]))
+
+            yield write
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,19 @@ validate SLCs for prep live here too.
 from __future__ import annotations
 
 import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from labkit.errors import LabError
+
 __all__ = [
+    "SLC_PATTERNS",
+    "SlcInfo",
+    "find_slcs",
+    "open_slc_checked",
     "write_isce_headers",
     "write_isce_slc",
 ]
@@ -132,3 +140,271 @@ def write_isce_slc(dest: str | os.PathLike[str], date: str, slc: np.ndarray) -> 
     np.asarray(slc, dtype="<c8").tofile(path)
     write_isce_headers(path, slc.shape[1], slc.shape[0])
     return path
+
+
+# --------------------------------------------------------------------------------------
+# Readers: find the SLCs of a stack and validate them before anything is written.
+# --------------------------------------------------------------------------------------
+
+# (glob, what it is) tried in SRC and in SRC/*/, in this order of preference per date
+SLC_PATTERNS = (
+    ("*.slc.vrt", "GDAL VRT of an ISCE2 SLC"),
+    ("*.slc", "raw ISCE2 SLC with its .slc.xml"),
+    ("*.vrt", "GDAL VRT"),
+    ("*.tif", "complex GeoTIFF"),
+    ("*.tiff", "complex GeoTIFF"),
+)
+_RANK = {".slc.vrt": 0, ".slc": 1, ".vrt": 2, ".tif": 3, ".tiff": 3}
+_ISCE_BYTES = {"CSHORT": 4, "CINT": 8, "CFLOAT": 8, "CDOUBLE": 16}  # bytes per sample
+_TILE_SUFFIX = "_int_crop.tif"  # prep's own outputs are never inputs
+
+
+@dataclass(frozen=True)
+class SlcInfo:
+    """One validated SLC, ready to be read with rasterio.
+
+    Attributes
+    ----------
+    path : Path
+        The file GDAL opens (``.slc.vrt``, raw ``.slc`` with ``.xml``, GeoTIFF, ...).
+    date : str
+        ``YYYYMMDD`` from the file name.
+    lines, samples : int
+        Azimuth lines (rows) and range samples (columns).
+    dtype : str
+        Sample type of band 1 as rasterio names it (``complex64``, ``complex_int16``, ...).
+    raw : Path or None
+        The raw data file behind a VRT or ISCE header, when there is one.
+    """
+
+    path: Path
+    date: str
+    lines: int
+    samples: int
+    dtype: str
+    raw: Path | None = None
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per sample on disk (8 for complex64)."""
+        return _itemsize(self.dtype)
+
+    @property
+    def mtime(self) -> float:
+        """Newest modification time (s since the epoch) of the header and its raw file."""
+        files = [self.path] + ([self.raw] if self.raw else [])
+        return max(f.stat().st_mtime for f in files)
+
+
+def _itemsize(dtype: str) -> int:
+    return {"complex_int16": 4}.get(dtype) or np.dtype(dtype).itemsize
+
+
+def _suffix(name: str) -> str | None:
+    low = name.lower()
+    for suffix in sorted(_RANK, key=len, reverse=True):
+        if low.endswith(suffix):
+            return suffix
+    return None
+
+
+def find_slcs(src: str | os.PathLike[str]) -> list[Path]:
+    """The SLC files of a stack folder, one per date, sorted by date.
+
+    ``src`` may be a flat folder of ``*.slc.vrt`` (symlinks allowed, as the course's
+    ``SLC_FINE_LOCAL``), an ISCE2 tree ``DATE/DATE.slc(.vrt, .xml)``, raw ``*.slc`` with
+    their ``.slc.xml``, or any GDAL raster ``*.vrt``/``*.tif``/``*.tiff`` (searched in
+    ``src`` and its sub-folders one level down). The date comes from the file name.
+    When a date has both ``DATE.slc.vrt`` and ``DATE.slc``, the VRT is used. Generic
+    rasters without a date in the name (e.g. ``truth/sigma0.tif``) and prep's own
+    ``*_int_crop.tif`` outputs are ignored.
+
+    Raises
+    ------
+    LabError
+        ``src`` missing, not a folder or empty; no SLCs found (naming the patterns
+        tried); an SLC name without a date; two different files for one date.
+    """
+    from labkit.io import date_from_name
+
+    root = Path(src)
+    if not root.exists():
+        raise LabError(f"SLC folder {root} does not exist: give the folder that holds the SLCs")
+    if not root.is_dir():
+        raise LabError(f"{root} is a file: give the folder that holds the SLCs")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise LabError(f"SLC folder {root} is not readable")
+    if not any(root.iterdir()):
+        raise LabError(f"SLC folder {root} is empty: expected *.slc.vrt or DATE/DATE.slc files")
+
+    found: dict[str, dict[Path, Path]] = {}  # date -> {resolved file: path as found}
+    folders = [root] + sorted(
+        d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+    )
+    for folder in folders:
+        for f in sorted(folder.iterdir()):
+            suffix = _suffix(f.name)
+            if suffix is None or f.name.startswith(".") or f.name.endswith(_TILE_SUFFIX):
+                continue
+            if not f.is_file():  # a dangling symlink is reported when it is opened
+                if not f.is_symlink():
+                    continue
+            if suffix in (".slc.vrt", ".slc"):
+                date = date_from_name(f)  # an SLC must carry its date
+            else:
+                try:
+                    date = date_from_name(f)
+                except LabError:
+                    continue
+            key = f.resolve() if f.exists() else f
+            found.setdefault(date, {}).setdefault(key, f)
+
+    if not found:
+        tried = ", ".join(p for p, _ in SLC_PATTERNS)
+        raise LabError(
+            f"no SLCs in {root}: tried {tried} in it and its sub-folders "
+            f"(file names must hold a YYYYMMDD date)"
+        )
+
+    out = []
+    for date in sorted(found):
+        files = sorted(found[date].values(), key=lambda p: (_RANK[_suffix(p.name) or ""], p))
+        # DATE.slc beside DATE.slc.vrt (or .xml-less twins) are one SLC: keep the best
+        best = files[0]
+        others = [
+            f for f in files[1:]
+            if not (f.parent == best.parent and f.name.lower() + ".vrt" == best.name.lower())
+        ]
+        if others:
+            names = ", ".join(str(f) for f in [best, *others])
+            raise LabError(f"two SLCs for date {date}: {names}; keep one file per date")
+        out.append(best)
+    return out
+
+
+def _int_text(elem: ET.Element | None, default: int | None = None) -> int | None:
+    if elem is None or elem.text is None:
+        return default
+    try:
+        return int(float(elem.text.strip()))
+    except ValueError:
+        return default
+
+
+def _check_size(raw: Path, need: int, header: Path) -> None:
+    have = raw.stat().st_size
+    if have < need:
+        raise LabError(
+            f"raw file {raw} is truncated: {have} bytes, its header {header.name} needs "
+            f"{need} (re-copy or re-create the SLC)"
+        )
+
+
+def _check_vrt(path: Path) -> Path | None:
+    """Check the raw files of a VRTRawRasterBand VRT; returns the raw file (or None)."""
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise LabError(f"{path} is not a readable VRT (XML): {exc}") from None
+    try:
+        lines = int(root.get("rasterYSize", ""))
+    except ValueError:
+        raise LabError(f"{path} is not a GDAL VRT: no rasterYSize") from None
+    raw_file = None
+    for band in root.iter("VRTRasterBand"):
+        if band.get("subClass") != "VRTRawRasterBand":
+            continue
+        src = band.find("SourceFilename")
+        if src is None or not (src.text or "").strip():
+            raise LabError(f"VRT {path} has no SourceFilename: expected the raw .slc file name")
+        name = src.text.strip()
+        if src.get("relativeToVRT", src.get("relativetoVRT", "0")) == "1":
+            raw = path.parent / name
+            if not raw.exists():  # a symlinked VRT: GDAL looks beside the real file
+                raw = path.resolve().parent / name
+        else:
+            raw = Path(name)
+        if not raw.is_file():
+            raise LabError(f"VRT {path} points to raw file {raw}, which does not exist")
+        offset = _int_text(band.find("ImageOffset"), 0) or 0
+        line_offset = _int_text(band.find("LineOffset"), None)
+        if line_offset is not None:
+            _check_size(raw, offset + line_offset * lines, path)
+        raw_file = raw
+    return raw_file
+
+
+def _check_isce_xml(path: Path) -> Path:
+    """Check a raw ISCE ``.slc`` against its ``.slc.xml``; returns the xml path."""
+    xml = path.with_name(path.name + ".xml")
+    if not xml.is_file():
+        raise LabError(
+            f"raw SLC {path} has no header: expected {xml.name} (ISCE) or {path.name}.vrt beside it"
+        )
+    try:
+        root = ET.parse(xml).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise LabError(f"{xml} is not a readable ISCE XML header: {exc}") from None
+    props = {
+        p.get("name", "").lower(): (p.findtext("value") or "").strip()
+        for p in root.findall("property")
+    }
+    try:
+        width, length = int(props["width"]), int(props["length"])
+        bands = int(props.get("number_bands", "1") or 1)
+    except (KeyError, ValueError):
+        raise LabError(f"ISCE header {xml} has no valid width/length") from None
+    nbytes = _ISCE_BYTES.get(props.get("data_type", "").upper())
+    if nbytes is not None:
+        _check_size(path, width * length * bands * nbytes, xml)
+    return xml
+
+
+def open_slc_checked(path: str | os.PathLike[str]) -> SlcInfo:
+    """Validate one SLC file without reading its samples.
+
+    Checks that the raw data behind a VRT (``VRTRawRasterBand``) or an ISCE ``.xml``
+    exists and holds at least the bytes its header promises (``ImageOffset + LineOffset
+    · lines``), that GDAL opens it, and that band 1 is complex.
+
+    Returns
+    -------
+    SlcInfo
+
+    Raises
+    ------
+    LabError
+        Missing or truncated raw file, unreadable header, not a raster, not complex.
+    """
+    import warnings
+
+    import rasterio
+
+    from labkit.io import date_from_name
+
+    p = Path(path)
+    date = date_from_name(p)
+    if not p.exists():
+        raise LabError(f"SLC {p} does not exist (a dangling symlink?)")
+    raw: Path | None = None
+    suffix = _suffix(p.name)
+    if suffix in (".slc.vrt", ".vrt"):
+        raw = _check_vrt(p)
+    elif suffix == ".slc":
+        _check_isce_xml(p)
+        raw = p
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NotGeoreferencedWarning: radar geometry
+            with rasterio.open(p) as ds:
+                lines, samples, dtype = ds.height, ds.width, ds.dtypes[0]
+    except rasterio.errors.RasterioIOError as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else "unknown format"
+        raise LabError(f"cannot open SLC {p} with GDAL: {msg}") from None
+    if not dtype.startswith("complex"):
+        raise LabError(
+            f"{p} holds {dtype} samples: expected a complex SLC (complex64, as ISCE2 writes)"
+        )
+    if raw is not None and raw == p:
+        raw = None
+    return SlcInfo(p, date, lines, samples, dtype, raw)

@@ -25,7 +25,10 @@ __all__ = [
     "IO_BLOCK_ROWS",
     "PHASES",
     "Result",
+    "cli_run",
+    "cli_verify",
     "compute",
+    "make_pool",
     "run",
 ]
 
@@ -164,7 +167,94 @@ def run(backend: str, src: str | Path | TileStack, mean_path: str | Path,
             raise LabError(f"output {o} is one of the input tiles: choose another name")
     result = compute(backend, stack, **options)
     t0 = time.perf_counter()
-    write_geotiffs({outs[0]: result.mean, outs[1]: result.std})
+    if result.meta.get("rank", 0) == 0:  # under mpiexec only rank 0 writes
+        write_geotiffs({outs[0]: result.mean, outs[1]: result.std})
     result.timings["write"] = time.perf_counter() - t0
     result.timings["total"] = result.timings["wall"] + result.timings["write"]
     return result
+
+
+def make_pool(backend: str = "multiprocessing", workers: int = 2) -> Any:
+    """A reusable pool for ``backend`` (see :func:`labkit.backends.pools.make_pool`)."""
+    from labkit.backends.pools import make_pool as _make_pool
+
+    return _make_pool(backend, workers)
+
+
+def _default_workers(backend: str) -> int:
+    """Workers when ``--workers`` is not given: 1, the mpiexec size, or physical cores."""
+    import os
+
+    if backend == "sequential":
+        return 1
+    if backend == "mpi":  # set by mpiexec (MPICH/Hydra, Open MPI) before Python starts
+        return int(os.environ.get("PMI_SIZE") or os.environ.get("OMPI_COMM_WORLD_SIZE") or 1)
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def summary_line(result: Result, outputs: tuple[Any, ...] = ()) -> str:
+    """One line: backend, workers, wall and phase seconds, GB read and GB/s."""
+    m, t = result.meta, result.timings
+    name = "/".join(str(x) for x in (m.get("backend"), m.get("strategy") or m.get("split")) if x)
+    phases = ", ".join(f"{k} {t.get(k, 0.0):.3f}" for k in ("startup", *PHASES))
+    gbps = result.bytes_read / 1e9 / t["wall"] if t.get("wall") else 0.0
+    dest = f" -> {', '.join(map(str, outputs))}" if outputs else ""
+    return (f"{name} x{m.get('workers')}: wall {t.get('wall', 0.0):.3f} s ({phases} s), "
+            f"{result.bytes_read / 1e9:.3f} GB read, {gbps:.2f} GB/s{dest}")
+
+
+def cli_run(args: Any) -> int:
+    """``labkit run BACKEND SRC MEAN STD [...]``: compute, write both outputs, one summary."""
+    backend, strategy, split = resolve(args.backend, args.strategy, args.split)
+    result = run(backend, args.src, args.mean, args.std,
+                 workers=args.workers or _default_workers(backend), strategy=strategy,
+                 split=split, block_rows=args.block_rows, ddof=args.ddof,
+                 min_count=args.min_count)
+    if result.meta.get("rank", 0) == 0 and not args.quiet:
+        print(summary_line(result, (args.mean, args.std)), flush=True)
+    return 0
+
+
+def cli_verify(args: Any) -> int:
+    """``labkit verify A B [--tol T] [--rtol R]``: max |Δ| and NaN agreement.
+
+    Passes when NaN positions match and every ``|a - b| ≤ tol + rtol·|b|``. Returns 0 on
+    pass, 1 on fail; bad input raises :class:`LabError` (exit 2).
+    """
+    import math
+    from pathlib import Path
+
+    from labkit.io import read_tile
+
+    tol, rtol = args.tol, 0.0 if args.rtol is None else args.rtol
+    for name, v in (("--tol", tol), ("--rtol", rtol)):
+        if not math.isfinite(v) or v < 0:
+            raise LabError(f"{name} must be a number ≥ 0, got {v}")
+    arrays = []
+    for path in (args.a, args.b):
+        if not Path(path).is_file():
+            raise LabError(f"cannot verify: file {path} does not exist")
+        arrays.append(read_tile(path).astype(np.float64))
+    a, b = arrays
+    if a.shape != b.shape:
+        raise LabError(f"cannot compare {args.a} ({a.shape[0]}x{a.shape[1]}) with {args.b} "
+                       f"({b.shape[0]}x{b.shape[1]}): sizes differ")
+    nan_a, nan_b = np.isnan(a), np.isnan(b)
+    nan_diff = int(np.count_nonzero(nan_a != nan_b))
+    both = ~nan_a & ~nan_b
+    x, y = a[both], b[both]
+    with np.errstate(invalid="ignore"):
+        diff = np.where(x == y, 0.0, np.abs(x - y))  # equal infinities differ by 0
+        rel = np.where(diff == 0, 0.0, diff / np.abs(y))
+    max_abs = float(diff.max()) if diff.size else 0.0
+    max_rel = float(rel.max()) if rel.size else 0.0
+    above = int(np.count_nonzero(~(diff <= tol + rtol * np.abs(y))))
+    ok = above == 0 and nan_diff == 0
+    nan_text = (f"NaN positions match ({int(nan_a.sum())} NaN)" if nan_diff == 0
+                else f"NaN positions differ at {nan_diff} pixels")
+    verdict = "OK" if ok else f"FAIL ({above} pixels above tolerance)" if above else "FAIL"
+    print(f"max |Δ| = {max_abs:.6g} (max relative {max_rel:.3g}) over {x.size} pixels; "
+          f"{nan_text}; tol {tol:g}, rtol {rtol:g}: {verdict}")
+    return 0 if ok else 1

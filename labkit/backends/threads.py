@@ -1,0 +1,91 @@
+"""Row blocks in a thread pool: windowed reads + reduction, all in one process.
+
+Each task reads rows ``r0:r0+n`` of every date (:func:`labkit.io.read_block`, rasterio
+windows) and reduces them straight into its slice of the output arrays. GDAL releases the
+GIL while it reads and NumPy while it computes, so threads overlap I/O and arithmetic
+without copying anything between processes. Splitting by rows keeps every pixel's
+arithmetic unchanged: the result is bitwise identical to sequential.
+
+Timings (seconds): ``read`` and ``compute`` of the busiest thread; ``merge`` the rest of
+the wall time after start-up (waiting, scheduling, GIL contention).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labkit.backends import IO_BLOCK_ROWS, Result
+from labkit.backends.pools import Pool, critical_path, session, test_hooks
+from labkit.io import TileStack, read_block
+from labkit.stats import reduce_stack
+
+__all__ = ["compute", "reduce_block"]
+
+
+def reduce_block(paths: list[Path], r0: int, n: int, ddof: int, min_count: int | None,
+                 out: tuple[np.ndarray, np.ndarray], stop: threading.Event
+                 ) -> tuple[int, float, float, int]:
+    """Thread task: read rows ``r0:r0+n`` of every date and reduce them into ``out``.
+
+    Returns (thread id, read seconds, compute seconds, bytes read); does nothing when
+    ``stop`` is already set (the run is being abandoned).
+    """
+    test_hooks(stop)
+    if stop.is_set():
+        return threading.get_ident(), 0.0, 0.0, 0
+    t0 = time.perf_counter()
+    block = read_block(paths, r0, n)
+    t1 = time.perf_counter()
+    reduce_stack(block, ddof=ddof, min_count=min_count,
+                 out=(out[0][r0:r0 + n], out[1][r0:r0 + n]))
+    return threading.get_ident(), t1 - t0, time.perf_counter() - t1, block.nbytes
+
+
+def compute(stack: TileStack, *, workers: int = 1, block_rows: int | None = None,
+            ddof: int = 0, min_count: int | None = None, pool: Pool | None = None,
+            progress: Callable[[int, int], None] | None = None, **_: Any) -> Result:
+    """Mean and std with ``workers`` threads over row blocks.
+
+    Parameters
+    ----------
+    stack : TileStack
+    workers : int, default 1
+        Threads.
+    block_rows : int, optional
+        Rows per task (default: ``min(IO_BLOCK_ROWS, ceil(rows / workers))``).
+    ddof, min_count
+        See :func:`labkit.stats.finalize`.
+    pool : Pool, optional
+        A thread pool from ``make_pool("threads", n)`` with n ≥ ``workers``.
+    progress : callable(done, total), optional
+        Called as blocks finish.
+    """
+    br = block_rows or max(1, min(IO_BLOCK_ROWS, math.ceil(stack.rows / workers)))
+    mean = np.empty((stack.rows, stack.cols), np.float32)
+    std = np.empty_like(mean)
+    starts = range(0, stack.rows, br)
+    records = []
+    nbytes = 0
+    with session(pool, "thread", workers) as s:
+        t0 = time.perf_counter()
+        futures = [s.submit(reduce_block, stack.paths, r0, min(br, stack.rows - r0), ddof,
+                            min_count, (mean, std), s.stop) for r0 in starts]
+        for i, f in enumerate(futures):
+            tid, t_read, t_comp, nb = f.result()
+            records.append((tid, t_read, t_comp))
+            nbytes += nb
+            if progress:
+                progress(i + 1, len(futures))
+        wall = time.perf_counter() - t0
+    read, comp = critical_path(records)
+    timings = {"startup": s.startup, "read": read, "compute": comp,
+               "merge": max(0.0, wall - read - comp)}
+    meta = {"pool": "own" if s.own else "given", "tasks": len(starts), "block_rows": br}
+    return Result(mean, std, timings, nbytes, meta)

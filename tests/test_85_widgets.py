@@ -1,0 +1,247 @@
+"""Control panels driven headlessly: set widget values, click Run, check the table and CSV."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from labkit.errors import LabError
+
+pytest.importorskip("ipywidgets")
+
+from labkit import backends, bench, prep  # noqa: E402
+from labkit.widgets import ControlPanel, MpiPanel, PrepPanel, html_table, max_workers  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny preset prepared once: {"root": data folder, "src": tile folder}."""
+    root = tmp_path_factory.mktemp("widgets") / "data"
+    src = prep.ensure_tiles("tiny", root=root, progress=False)
+    return {"root": root, "src": Path(src)}
+
+
+def _panel(lab: dict[str, Path], tmp_path: Path, **kw: Any) -> ControlPanel:
+    return ControlPanel("tiny", root=lab["root"], csv=tmp_path / "bench.csv", **kw)
+
+
+def test_run_button_adds_a_result_row_and_csv_rows(lab, tmp_path):
+    panel = _panel(lab, tmp_path, workers=1, repeats=1)
+    try:
+        assert panel.workers.max == max_workers() >= 4
+        assert list(panel.tile.options[i][1] for i in range(len(panel.tile.options))) == \
+            list(prep.tile_sizes("tiny"))
+        panel.repeats.value = 2
+        panel.run_button.click()
+        assert panel.error is None, panel.error
+        res = panel.last_result
+        assert res.mean.shape == res.std.shape == (64, 64)
+        assert res.mean.dtype == np.float32
+        row = panel.results[-1]
+        assert row["backend"] == "sequential" and row["workers"] == 1
+        assert row["repeats"] == 2 and row["median_s"] > 0
+        assert row["max_abs_diff"] == 0.0
+        assert row["min_s"] <= row["median_s"] <= row["max_s"]
+        rows = bench.read_csv(tmp_path / "bench.csv")
+        assert len(rows) == 2
+        assert {r["backend"] for r in rows} == {"sequential"}
+        assert [r["repeat"] for r in rows] == [0, 1]
+        assert rows[0]["tile"] == "64x64" and rows[0]["max_abs_diff"] == 0.0
+        assert rows[0]["label"] == "panel"
+        assert "sequential" in panel.table.value and "<table" in panel.table.value
+        assert bytes(panel.plot.value).startswith(PNG_MAGIC)
+        assert panel.progress.value == panel.progress.max == 3  # warm-up + 2
+        assert not panel.run_button.disabled
+        bundle = panel._repr_mimebundle_()
+        assert "application/vnd.jupyter.widget-view+json" in bundle
+    finally:
+        panel.close()
+
+
+def test_multiprocessing_pool_is_reused_then_closed(lab, tmp_path):
+    panel = _panel(lab, tmp_path, backends=("sequential", "multiprocessing"),
+                   backend="multiprocessing", workers=2, repeats=1)
+    try:
+        assert panel.strategy.options == ("partitioned", "per-file")
+        panel.strategy.value = "per-file"
+        panel.run()
+        assert panel.error is None, panel.error
+        panel.strategy.value = "partitioned"
+        panel.run()
+        assert panel.error is None, panel.error
+        first, second = panel.results
+        assert isinstance(first["startup_s"], float) and first["startup_s"] > 0
+        assert second["startup_s"] == "reused"
+        assert first["backend"] == "multiprocessing (per-file)"
+        assert second["backend"] == "multiprocessing (partitioned)"
+        for r in panel.results:  # date splits: equal to within float32 rounding
+            assert r["max_abs_diff"] < 1e-4
+        pool = panel.pools[("multiprocessing", 2)]
+        assert not pool.closed
+        rows = bench.read_csv(tmp_path / "bench.csv")
+        assert [r["strategy"] for r in rows] == ["per-file", "partitioned"]
+        assert all(r["workers"] == 2 for r in rows)
+    finally:
+        panel.close()
+    assert pool.closed and panel.pools == {}
+
+
+def test_backend_dropdown_updates_strategy_choices(lab, tmp_path):
+    panel = _panel(lab, tmp_path, backends=("sequential", "multiprocessing", "mpi"))
+    assert panel.strategy.disabled
+    panel.backend.value = "multiprocessing"
+    assert not panel.strategy.disabled and panel.strategy.value == "partitioned"
+    panel.backend.value = "mpi"
+    assert panel.strategy.description == "split" and panel.strategy.value == "rows"
+    opts = panel.options()
+    assert opts["split"] == "rows" and opts["strategy"] is None
+    with pytest.raises(LabError, match="unknown backend"):
+        ControlPanel("tiny", root=lab["root"], backends=("gpu",), csv=False)
+
+
+def test_block_rows_slider_reaches_the_backend_and_csv(lab, tmp_path):
+    panel = _panel(lab, tmp_path, backends=("threads",), workers=2, repeats=1,
+                   block_rows=True)
+    try:
+        panel.block_rows.value = 16
+        panel.run()
+        assert panel.error is None, panel.error
+        assert panel.results[-1]["block_rows"] == 16
+        assert panel.results[-1]["max_abs_diff"] == 0.0  # split by space: bitwise
+        assert bench.read_csv(tmp_path / "bench.csv")[-1]["block_rows"] == 16
+    finally:
+        panel.close()
+
+
+def test_errors_are_shown_in_the_panel_and_it_stays_usable(lab, tmp_path, monkeypatch):
+    bad = tmp_path / "bad_tiles"
+    shutil.copytree(lab["src"], bad)
+    tile = sorted(bad.glob("*.tif"))[1]
+    tile.write_bytes(tile.read_bytes()[:300])  # truncated
+    panel = _panel(lab, tmp_path, workers=1, repeats=1)
+    try:
+        monkeypatch.setattr(panel, "tiles", lambda: bad)
+        assert panel.run() is None
+        assert panel.error and tile.name in panel.error
+        assert "color:#b00020" in panel.status.value and tile.name in panel.status.value
+        assert panel.progress.bar_style == "danger"
+        assert not panel.run_button.disabled
+        assert panel.results == [] and not (tmp_path / "bench.csv").exists()
+        with pytest.raises(LabError):
+            panel.run(raise_errors=True)
+
+        def boom(*_a: Any, **_k: Any) -> None:
+            raise RuntimeError("disk on fire")
+
+        monkeypatch.undo()
+        monkeypatch.setattr(bench, "time_backend", boom)
+        panel.run_button.click()
+        assert panel.error.startswith("RuntimeError: disk on fire")
+        assert "Traceback" in panel.traceback
+        monkeypatch.undo()
+        panel.run_button.click()  # still usable after both errors
+        assert panel.error is None and len(panel.results) == 1
+        assert "color:#b00020" not in panel.status.value
+    finally:
+        panel.close()
+
+
+class FakeCluster:
+    """Stands in for labkit.cluster.MpiCluster: runs the sequential backend."""
+
+    started: list[int] = []
+    stopped: list[int] = []
+    fail = False
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.startup_s = 0.01
+        FakeCluster.started.append(n)
+
+    def run(self, src: Any, *, split: str, block_rows: Any = None, ddof: int = 0) -> Any:
+        if FakeCluster.fail:
+            raise LabError("rank 1 died")
+        res = backends.compute("sequential", src, block_rows=block_rows, ddof=ddof)
+        res.meta.update(backend="mpi", split=split, workers=self.n, strategy=None)
+        res.meta["per_rank"] = [{"rank": k, "read": 0.001, "compute": 0.002, "merge": 0.0}
+                                for k in range(self.n)]
+        return res
+
+    def mpiexec_command(self, src: Any, mean: Any, std: Any, split: str) -> str:
+        return f"mpiexec -n {self.n} labkit run mpi {src} {mean} {std} --split {split}"
+
+    def stop(self) -> None:
+        FakeCluster.stopped.append(self.n)
+
+
+@pytest.fixture
+def fake_cluster(monkeypatch):
+    FakeCluster.started, FakeCluster.stopped, FakeCluster.fail = [], [], False
+    module = types.ModuleType("labkit.cluster")
+    module.start_cluster = lambda n, timeout=60: FakeCluster(n)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "labkit.cluster", module)
+    return FakeCluster
+
+
+def test_mpi_panel_starts_reuses_and_stops_engines(lab, tmp_path, fake_cluster):
+    panel = MpiPanel("tiny", root=lab["root"], csv=tmp_path / "bench.csv", workers=2, repeats=1)
+    panel.widget  # noqa: B018 - builds the box with the per-rank and command areas
+    panel.run_button.click()
+    assert panel.error is None, panel.error
+    panel.strategy.value = "dates"
+    panel.run()
+    assert fake_cluster.started == [2] and fake_cluster.stopped == []
+    assert panel.results[0]["startup_s"] == 0.01 and panel.results[1]["startup_s"] == "reused"
+    assert "rank" in panel.ranks.value and "<table" in panel.ranks.value
+    assert "mpiexec -n 2" in panel.command.value and "--split dates" in panel.last_command
+    rows = bench.read_csv(tmp_path / "bench.csv")
+    assert [(r["backend"], r["split"], r["workers"]) for r in rows] == \
+        [("mpi", "rows", 2), ("mpi", "dates", 2)]
+    panel.workers.value = 3
+    panel.run()
+    assert fake_cluster.started == [2, 3] and fake_cluster.stopped == [2]
+    panel.stop_button.click()
+    assert fake_cluster.stopped == [2, 3] and panel.cluster is None
+    panel.close()  # nothing left to stop: no error
+    assert fake_cluster.stopped == [2, 3]
+
+
+def test_mpi_panel_failed_run_stops_the_engines(lab, tmp_path, fake_cluster):
+    panel = MpiPanel("tiny", root=lab["root"], csv=False, workers=2, repeats=1)
+    fake_cluster.fail = True
+    panel.run()
+    assert panel.error == "rank 1 died"
+    assert fake_cluster.started == [2] and fake_cluster.stopped == [2]
+    assert panel.cluster is None and not panel.run_button.disabled
+    fake_cluster.fail = False
+    panel.run()
+    assert panel.error is None and fake_cluster.started == [2, 2]
+    panel.close()
+    assert fake_cluster.stopped == [2, 2]
+
+
+def test_prep_panel_prepares_and_times_tiles(tmp_path):
+    root = tmp_path / "data"
+    panel = PrepPanel("tiny", root=root, workers=2)
+    panel.tile.value = min(prep.tile_sizes("tiny"))
+    panel.run_button.click()
+    assert panel.error is None, panel.error
+    row = panel.results[-1]
+    assert row["n_dates"] == 4 and row["workers"] == 2 and row["seconds"] > 0
+    folder = Path(row["folder"])
+    assert len(list(folder.glob("*_int_crop.tif"))) == 4
+    assert bytes(panel.plot.value).startswith(PNG_MAGIC)
+
+
+def test_html_table_escapes_and_formats():
+    text = html_table([{"a": "<b>", "b": 0.123456, "c": None}])
+    assert "&lt;b&gt;" in text and "0.123" in text and "<td style='padding:2px 8px'></td>" in text
+    assert html_table([]) == ""
