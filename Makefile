@@ -8,7 +8,7 @@ export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: help venv test lint lab data report clean
+.PHONY: help venv test lint lab data report bench clean
 
 help:
 	@echo "make report  - run the whole lab and write reports/informe.html"
@@ -37,6 +37,12 @@ lab: $(STAMP) data
 
 data: $(STAMP)
 	$(BIN)/labkit data --preset $(PRESET)
+
+report: $(STAMP)
+	$(BIN)/labkit report --full --preset $(PRESET)
+
+bench: $(STAMP)
+	$(BIN)/labkit bench "$$($(BIN)/labkit data --preset $(PRESET))" --process --workers 1-$$($(BIN)/python -c 'import os; print(os.cpu_count())')
 
 clean:
 	rm -rf data results reports benchmarks figures/*.png

@@ -20,7 +20,7 @@ DO_MULTILOOK  True/False (default True). False = no multilook (looks 1×1): the 
 LOOKS         looks per axis, N or AZxRG (default 4): each output pixel is the mean of
               AZ × RG intensity samples. Ignored when DO_MULTILOOK is False.
 OVERWRITE     True/False (default True). False keeps tiles that are already up to date
-              (right size, newer than their SLC) and only makes the missing ones.
+              (same crop and looks, newer than their SLC) and only makes the others.
 
 Option: ``--jobs N`` prepares N dates in parallel. Bad input exits with code 2 and one
 line saying what is wrong (nothing is written); Ctrl-C exits with 130 and leaves no

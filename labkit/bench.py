@@ -32,6 +32,7 @@ __all__ = [
     "FLOOR_BACKENDS",
     "append_csv",
     "cli_main",
+    "default_mode",
     "max_abs_diff",
     "measure_floors",
     "parse_workers",
@@ -43,6 +44,7 @@ __all__ = [
     "time_backend",
     "time_process",
     "write_course_tsv",
+    "write_text_atomic",
 ]
 
 CSV_COLUMNS: tuple[str, ...] = (
@@ -119,6 +121,32 @@ def _system() -> dict[str, Any]:
             "threads_env": env,
         }
     return _SYSTEM
+
+
+def default_mode(path: str | os.PathLike[str]) -> None:
+    """Give a file made by ``mkstemp`` (mode 0600) the usual ``0666 & ~umask`` mode."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write a text file whole or not at all (temp file in the same folder + rename)."""
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LabError(f"cannot create folder {p.parent}: {exc.strerror}") from None
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        default_mode(tmp)
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p
 
 
 def _now() -> str:
@@ -244,6 +272,7 @@ def append_csv(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> 
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(header + body)
+            default_mode(tmp)
             try:
                 os.link(tmp, p)  # fails if another writer created it meanwhile
                 return p
@@ -558,9 +587,9 @@ def time_process(
 
 
 def _key(r: dict[str, Any]) -> tuple:
+    workers = 1 if r["backend"] in ("sequential", *FLOOR_BACKENDS) else r.get("workers") or 1
     return (r.get("label") or "", r["backend"], r.get("strategy") or "", r.get("split") or "",
-            r.get("mode") or "", r.get("n_dates") or 0, r.get("tile") or "",
-            r.get("workers") or 1)
+            r.get("mode") or "", r.get("n_dates") or 0, r.get("tile") or "", workers)
 
 
 def variant_name(backend: str, strategy: str | None = None, split: str | None = None) -> str:
@@ -571,6 +600,8 @@ def variant_name(backend: str, strategy: str | None = None, split: str | None = 
 
 def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Median and spread per (label, backend, strategy, split, mode, n_dates, tile, workers).
+
+    Sequential and floor rows count as 1 worker whatever their ``workers`` column says.
 
     Returns dicts with those keys plus ``variant``, ``n`` (repeats), ``wall`` (median s),
     ``wall_min``, ``wall_max``, the median of each phase (``startup``, ``read``,
@@ -625,7 +656,11 @@ def write_course_tsv(rows: Iterable[dict[str, Any]], path: str | os.PathLike[str
     ``mp4_perfile``, ``thr4``, ``mpi4_dates``). Whole-process times are used when
     measured (the course timed with ``/usr/bin/time``), in-process times otherwise.
     """
-    summ = [s for s in summarize(rows) if s["backend"] not in FLOOR_BACKENDS]
+    order = list(COURSE_NAMES)
+    summ = sorted((s for s in summarize(rows) if s["backend"] not in FLOOR_BACKENDS),
+                  key=lambda s: (order.index((s["backend"], s["strategy"] or s["split"]))
+                                 if (s["backend"], s["strategy"] or s["split"]) in order
+                                 else len(order), s["workers"]))
     by_name: dict[str, dict[str, Any]] = {}
     for s in summ:
         pattern = COURSE_NAMES.get((s["backend"], s["strategy"] or s["split"]))
@@ -638,17 +673,7 @@ def write_course_tsv(rows: Iterable[dict[str, Any]], path: str | os.PathLike[str
         if old is None or (old["mode"] != "process" and s["mode"] == "process"):
             by_name[name] = s
     text = "backend\ttiempo\n" + "".join(f"{n}\t{s['wall']:.3f}\n" for n, s in by_name.items())
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+    return write_text_atomic(path, text)
 
 
 # --------------------------------------------------------------------------- the bench
@@ -667,6 +692,7 @@ def run_bench(
     floors: bool = True,
     progress: bool = True,
     tsv_path: str | os.PathLike[str] | None = None,
+    process_repeat: int | None = None,
 ) -> list[dict[str, Any]]:
     """Time every backend variant at every worker count; append rows to the CSV.
 
@@ -697,6 +723,9 @@ def run_bench(
         Show a tqdm bar on stderr.
     tsv_path : path, optional
         The course's two-column file; default ``tiempos.tsv`` beside the CSV.
+    process_repeat : int, optional
+        Whole-process runs per configuration (default ``repeat``; no warm-up: the page
+        cache is warm from the in-process runs).
 
     Returns
     -------
@@ -729,7 +758,10 @@ def run_bench(
                for (b, s, sp) in variants for w in ([1] if b == "sequential" else counts)]
     if ("sequential", None, None, 1) not in configs:
         configs.insert(0, ("sequential", None, None, 1))  # the reference, always measured
-    runs_each = warmup + repeat + (repeat if process else 0)
+    p_repeat = repeat if process_repeat is None else process_repeat
+    if not isinstance(p_repeat, int) or p_repeat < 1:
+        raise LabError(f"process_repeat must be a whole number ≥ 1, got {p_repeat!r}")
+    runs_each = warmup + repeat + (p_repeat if process else 0)
     written: list[dict[str, Any]] = []
     bar = tqdm(total=len(configs) * runs_each, unit="run", disable=not progress,
                desc="bench", file=sys.stderr)
@@ -753,7 +785,7 @@ def run_bench(
                 inproc = statistics.median(r.timings["wall"] for r in results)
                 for i, p in enumerate(time_process(
                         backend, stack, workers=w, strategy=strategy, split=split,
-                        repeat=repeat, reference=reference)):
+                        repeat=p_repeat, reference=reference)):
                     row = dict(rows[0], repeat=i, mode="process", wall_s=p["wall"],
                                startup_s=max(0.0, p["wall"] - inproc), read_s="",
                                compute_s="", merge_s="", write_s="", timestamp=_now(),

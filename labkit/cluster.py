@@ -38,6 +38,10 @@ __all__ = ["RUN_TIMEOUT_S", "MpiCluster", "run_on_engines", "start_cluster"]
 RUN_TIMEOUT_S = 600.0  # seconds a run on the engines may take before the cluster is stopped
 STOP_TIMEOUT_S = 10.0  # seconds to wait for processes to exit before killing them
 POLL_S = 0.1  # seconds between checks that every engine is still alive during a run
+# The hub announces an engine only after a heartbeat cycle (default 3000 ms: ~7 s start-up
+# on 2 cores); 500 ms gives ~3 s. 20 misses (10 s) before an engine is declared dead.
+HEARTBEAT_MS = 500
+HEARTBEAT_MISSES = 20
 
 
 def _engine_info() -> tuple[int, int, int]:
@@ -193,8 +197,22 @@ class MpiCluster:
     close = stop
 
 
+def _wait_dead(procs: list[Any], timeout: float) -> list[Any]:
+    """Wait until every process has exited (zombies count as exited); return the rest."""
+    deadline = time.monotonic() + timeout
+    alive = [p for p in procs if _alive(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if _alive(p)]
+    return alive
+
+
 def _shutdown(cluster: Any, client: Any, procs: list[Any], profile_dir: str) -> list[int]:
-    """Close the client, stop the cluster, kill leftovers; return pids still alive."""
+    """Close the client, stop engines then controller, kill leftovers; return pids alive.
+
+    Engines first, then the controller: stopping both at once (``stop_cluster``) takes
+    seconds longer because the engines then wait for a controller that is gone.
+    """
     import psutil
 
     try:
@@ -202,15 +220,17 @@ def _shutdown(cluster: Any, client: Any, procs: list[Any], profile_dir: str) -> 
             with contextlib.suppress(Exception):
                 client.close()
         with contextlib.suppress(Exception):
-            cluster.stop_cluster_sync()
+            cluster.stop_engines_sync()
+        with contextlib.suppress(Exception):
+            cluster.stop_controller_sync()
     finally:
-        _, alive = psutil.wait_procs(procs, timeout=STOP_TIMEOUT_S)
+        alive = _wait_dead(procs, STOP_TIMEOUT_S)
         for p in alive:
             with contextlib.suppress(psutil.Error):
                 p.kill()
-        _, alive = psutil.wait_procs(alive, timeout=STOP_TIMEOUT_S)
+        alive = _wait_dead(alive, STOP_TIMEOUT_S)
         shutil.rmtree(profile_dir, ignore_errors=True)
-    return [p.pid for p in alive if _alive(p)]
+    return [p.pid for p in alive]
 
 
 def _processes(cluster: Any) -> list[Any]:
@@ -268,12 +288,18 @@ def start_cluster(n: int, *, timeout: float = 60) -> MpiCluster:
 
     cfg = Config()
     cfg.MPIEngineSetLauncher.mpi_cmd = [mpiexec_path()]
-    cfg.MPIEngineSetLauncher.environment = dict(THREAD_ENV)
     profile_dir = tempfile.mkdtemp(prefix="labkit-ipp-")
+    private = {"IPYTHONDIR": profile_dir}  # no user startup files on the engines
+    cfg.MPIEngineSetLauncher.environment = {**THREAD_ENV, **private}
+    cfg.LocalControllerLauncher.environment = private
     t0 = time.perf_counter()
     cluster = ipp.Cluster(engines="mpi", n=n, controller_ip="127.0.0.1",
+                          controller_args=[f"--HeartMonitor.period={HEARTBEAT_MS}",
+                                           f"--HeartMonitor.max_heartmonitor_misses="
+                                           f"{HEARTBEAT_MISSES}"],
                           profile_dir=profile_dir, config=cfg, delay=0,
-                          log_level=logging.WARNING, engine_timeout=int(timeout))
+                          # ERROR: a notebook cell shows no engine logs when they stop
+                          log_level=logging.ERROR, engine_timeout=int(timeout))
     client = None
     try:
         cluster.start_cluster_sync()
@@ -345,12 +371,10 @@ def run_on_engines(pool: Any, stack: TileStack, *, split: str = "rows",
         while not ar.ready():
             dead = [p.pid for p in engine_procs if not _alive(p)]
             if dead:
-                failure = (f"MPI engine process {dead[0]} died during the run; the cluster "
-                           "was stopped: start a new one with start_cluster(n)")
+                failure = f"MPI engine process {dead[0]} died during the run"
                 break
             if time.monotonic() > deadline:
-                failure = (f"the run on the MPI engines took longer than {timeout:g} s; the "
-                           "cluster was stopped")
+                failure = f"the run on the MPI engines took longer than {timeout:g} s"
                 break
             ar.wait(POLL_S)
         if failure is None:
@@ -358,13 +382,13 @@ def run_on_engines(pool: Any, stack: TileStack, *, split: str = "rows",
                 results = ar.get()
             except ipp.error.CompositeError as exc:
                 if any(e[0] == "EngineError" for e in exc.elist):
-                    failure = f"an MPI engine died during the run: {_remote_message(exc)}"
+                    failure = "an MPI engine died during the run"
                 else:
                     raise LabError(_remote_message(exc)) from None
             except ipp.error.RemoteError as exc:
                 raise LabError(_remote_message(exc)) from None
-            except ipp.error.EngineError as exc:
-                failure = f"an MPI engine died during the run: {exc}"
+            except ipp.error.EngineError:
+                failure = "an MPI engine died during the run"
     except KeyboardInterrupt:
         if isinstance(pool, MpiCluster):
             pool.stop()
@@ -376,6 +400,8 @@ def run_on_engines(pool: Any, stack: TileStack, *, split: str = "rows",
         if isinstance(pool, MpiCluster):
             with contextlib.suppress(LabError):
                 pool.stop()
+            failure += (f"; the MPI cluster was stopped: start a new one with "
+                        f"start_cluster({pool.n})")
         raise LabError(failure)
     root = next(r for r in results if r.meta.get("rank") == 0)
     root.meta["engines"] = len(results)

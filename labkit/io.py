@@ -132,13 +132,14 @@ def write_geotiff(path: str | os.PathLike[str], array: np.ndarray) -> None:
 
 @contextlib.contextmanager
 def geotiff_row_writer(
-    path: str | os.PathLike[str], height: int, width: int
+    path: str | os.PathLike[str], height: int, width: int, tags: Mapping[str, str] | None = None
 ) -> Iterator[Callable[[int, np.ndarray], None]]:
     """Write a float32 GeoTIFF (GTiff, nodata NaN) by row blocks, atomically.
 
     Yields ``write(row0, block)``, which stores a ``(rows, width)`` block at row ``row0``
     of a temporary file; the file is renamed onto ``path`` only when the ``with`` body
-    ends without error (so memory stays bounded for any image size).
+    ends without error (so memory stays bounded for any image size). ``tags`` are stored
+    as dataset metadata (``gdalinfo`` shows them).
     """
     import rasterio
     from rasterio.transform import Affine
@@ -160,9 +161,14 @@ def geotiff_row_writer(
         except (OSError, rasterio.errors.RasterioIOError) as exc:
             raise LabError(f"cannot write {path}: {exc}") from None
         with dst:
+            if tags:
+                dst.update_tags(**tags)
 
             def write(row0: int, block: np.ndarray) -> None:
-                dst.write(block, 1, window=Window(0, row0, width, block.shape[0]))
+                try:
+                    dst.write(block, 1, window=Window(0, row0, width, block.shape[0]))
+                except rasterio.errors.RasterioError as exc:
+                    raise LabError(f"cannot write {path}: {exc}") from None
 
             yield write
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from labkit.errors import LabError
+from labkit.io import TILE_SUFFIX, date_from_name
 
 __all__ = [
     "SLC_PATTERNS",
@@ -146,17 +147,11 @@ def write_isce_slc(dest: str | os.PathLike[str], date: str, slc: np.ndarray) -> 
 # Readers: find the SLCs of a stack and validate them before anything is written.
 # --------------------------------------------------------------------------------------
 
-# (glob, what it is) tried in SRC and in SRC/*/, in this order of preference per date
-SLC_PATTERNS = (
-    ("*.slc.vrt", "GDAL VRT of an ISCE2 SLC"),
-    ("*.slc", "raw ISCE2 SLC with its .slc.xml"),
-    ("*.vrt", "GDAL VRT"),
-    ("*.tif", "complex GeoTIFF"),
-    ("*.tiff", "complex GeoTIFF"),
-)
+# SLC file names tried in SRC and in SRC/*/, in order of preference for one date:
+# ISCE2 VRT, raw ISCE2 .slc (+ .slc.xml, GDAL's ISCE driver), any GDAL VRT or GeoTIFF
+SLC_PATTERNS = ("*.slc.vrt", "*.slc", "*.vrt", "*.tif", "*.tiff")
 _RANK = {".slc.vrt": 0, ".slc": 1, ".vrt": 2, ".tif": 3, ".tiff": 3}
 _ISCE_BYTES = {"CSHORT": 4, "CINT": 8, "CFLOAT": 8, "CDOUBLE": 16}  # bytes per sample
-_TILE_SUFFIX = "_int_crop.tif"  # prep's own outputs are never inputs
 
 
 @dataclass(frozen=True)
@@ -225,8 +220,6 @@ def find_slcs(src: str | os.PathLike[str]) -> list[Path]:
         ``src`` missing, not a folder or empty; no SLCs found (naming the patterns
         tried); an SLC name without a date; two different files for one date.
     """
-    from labkit.io import date_from_name
-
     root = Path(src)
     if not root.exists():
         raise LabError(f"SLC folder {root} does not exist: give the folder that holds the SLCs")
@@ -244,7 +237,7 @@ def find_slcs(src: str | os.PathLike[str]) -> list[Path]:
     for folder in folders:
         for f in sorted(folder.iterdir()):
             suffix = _suffix(f.name)
-            if suffix is None or f.name.startswith(".") or f.name.endswith(_TILE_SUFFIX):
+            if suffix is None or f.name.startswith(".") or f.name.endswith(TILE_SUFFIX):
                 continue
             if not f.is_file():  # a dangling symlink is reported when it is opened
                 if not f.is_symlink():
@@ -260,7 +253,7 @@ def find_slcs(src: str | os.PathLike[str]) -> list[Path]:
             found.setdefault(date, {}).setdefault(key, f)
 
     if not found:
-        tried = ", ".join(p for p, _ in SLC_PATTERNS)
+        tried = ", ".join(SLC_PATTERNS)
         raise LabError(
             f"no SLCs in {root}: tried {tried} in it and its sub-folders "
             f"(file names must hold a YYYYMMDD date)"
@@ -325,7 +318,10 @@ def _check_vrt(path: Path) -> Path | None:
         else:
             raw = Path(name)
         if not raw.is_file():
-            raise LabError(f"VRT {path} points to raw file {raw}, which does not exist")
+            raise LabError(
+                f"VRT {path} points to raw file {raw}, which does not exist: the raw .slc "
+                f"must sit where the VRT's SourceFilename says"
+            )
         offset = _int_text(band.find("ImageOffset"), 0) or 0
         line_offset = _int_text(band.find("LineOffset"), None)
         if line_offset is not None:
@@ -380,12 +376,15 @@ def open_slc_checked(path: str | os.PathLike[str]) -> SlcInfo:
 
     import rasterio
 
-    from labkit.io import date_from_name
-
     p = Path(path)
     date = date_from_name(p)
     if not p.exists():
-        raise LabError(f"SLC {p} does not exist (a dangling symlink?)")
+        if p.is_symlink():
+            raise LabError(
+                f"SLC {p} is a dangling symlink (to {os.readlink(p)}): link with absolute "
+                f"targets, e.g. data_prep/flatten_isce_tree.sh"
+            )
+        raise LabError(f"SLC {p} does not exist")
     raw: Path | None = None
     suffix = _suffix(p.name)
     if suffix in (".slc.vrt", ".vrt"):

@@ -28,6 +28,7 @@ __all__ = [
     "truth_scatter",
 ]
 
+_PHASE_LABELS = {"merge": "merge / communicate", "startup": "start-up (in the run)"}
 PHASE_COLORS = {"read": "#1f77b4", "compute": "#2ca02c", "merge": "#d62728",
                 "startup": "#ff7f0e", "other": "#c7c7c7"}
 
@@ -221,35 +222,36 @@ def truth_scatter(intensity: np.ndarray, sigma0: np.ndarray) -> tuple[Any, float
 
 
 def phase_bars(rows: Sequence[Mapping[str, Any]], *, label_key: str = "backend") -> Any:
-    """Stacked bars of median phase times (read, compute, merge, rest of wall) per run.
+    """Stacked bars of median phase times per run: read, compute, merge, rest of the wall.
 
     ``rows`` are :attr:`labkit.widgets.ControlPanel.results` rows (``median_s``,
-    ``read_s``, ``compute_s``, ``merge_s``) or dicts with ``wall``/``read``/... seconds.
-    Phases that backends sum over workers can exceed the wall time: the bar then shows
-    CPU-seconds and the black tick marks the wall time.
+    ``read_s``, ``compute_s``, ``merge_s``) or ``Result.timings``-like dicts (``wall``,
+    ``startup``, ``read``, ...). The grey part is wall time no phase accounts for: process
+    or task start, pickling, waiting. The black tick marks the wall time; backends report
+    the phases of their busiest worker, so phases fit inside the wall.
     """
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(max(4.5, 1.0 * len(rows) + 2), 3.4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(rows) + 2.5), 3.4), layout="constrained")
     for k, row in enumerate(rows):
         wall = float(row.get("median_s", row.get("wall", 0.0)) or 0.0)
         bottom = 0.0
         for phase in ("startup", "read", "compute", "merge"):
-            v = row.get(f"{phase}_s", row.get(phase, 0.0))
+            v = row.get(f"{phase}_s", row.get(phase, 0.0)) if phase != "startup" else \
+                row.get("startup", 0.0)  # a pool's start-up outside the wall is not a phase
             v = float(v) if isinstance(v, (int, float)) else 0.0
-            ax.bar(k, v, bottom=bottom, color=PHASE_COLORS[phase],
-                   label=phase if k == 0 else None)
+            ax.bar(k, v, bottom=bottom, color=PHASE_COLORS[phase], width=0.6,
+                   label=_PHASE_LABELS.get(phase, phase) if k == 0 else None)
             bottom += v
-        if wall > bottom:
-            ax.bar(k, wall - bottom, bottom=bottom, color=PHASE_COLORS["other"],
-                   label="other (start, pickling, waiting)" if k == 0 else None)
-        ax.plot([k - 0.4, k + 0.4], [wall, wall], "k-", lw=2)
+        ax.bar(k, max(0.0, wall - bottom), bottom=bottom, color=PHASE_COLORS["other"],
+               width=0.6, label="other (start, pickling, waiting)" if k == 0 else None)
+        ax.plot([k - 0.35, k + 0.35], [wall, wall], "k-", lw=2)
     ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([f"{r.get(label_key, '')}\n{r.get('workers', '')}w" for r in rows],
-                       fontsize=8)
+    ax.set_xticklabels([f"{str(r.get(label_key, '')).replace(' (', chr(10) + '(')}\n"
+                        f"{r.get('workers', '')} w" for r in rows], fontsize=8)
     ax.set_ylabel("seconds (black tick: wall time)")
-    ax.set_title("where the time goes", fontsize=9)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("where the time goes (medians)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 

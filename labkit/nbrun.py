@@ -8,7 +8,6 @@ cell in a fresh kernel and optionally writes the executed notebook.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -55,15 +54,9 @@ def inject_parameters(nb: Any, parameters: dict[str, Any]) -> Any:
 def _write_atomic(nb: Any, out_path: Path) -> None:
     import nbformat
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            nbformat.write(nb, fh)
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from labkit.bench import write_text_atomic
+
+    write_text_atomic(out_path, nbformat.writes(nb))
 
 
 def execute_notebook(

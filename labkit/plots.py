@@ -62,12 +62,15 @@ def _plt() -> Any:
 
 def _save(fig: Any, out: str | os.PathLike[str]) -> Path:
     """Save a figure as PNG atomically (temp file + rename) and close it."""
+    from labkit.bench import default_mode
+
     p = Path(out)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     os.close(fd)
     try:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        default_mode(tmp)
         os.replace(tmp, p)
     finally:
         _plt().close(fig)
@@ -82,24 +85,29 @@ def _save(fig: Any, out: str | os.PathLike[str]) -> Path:
 def select_main(rows: Sequence[dict[str, Any]], label: str | None = None) -> list[dict[str, Any]]:
     """Rows of the main experiment (floors included).
 
-    The experiment is defined by the last timed row (not a floor) with the given
-    ``label`` (default: ``main`` when present, else any label not starting with ``scale``):
-    its host, label, number of dates and tile.
+    The experiment is the host, number of dates and tile of the last timed row (not a
+    floor) with the given ``label``. Without ``label``: the rows labelled ``main`` when
+    there are any (``labkit bench`` / ``make report``), else every label not starting
+    with ``scale`` (e.g. the notebook panels' rows together).
     """
     timed = [r for r in rows if r.get("backend") not in FLOORS]
     if label is None and any(r.get("label") == "main" for r in timed):
         label = "main"
     if label is not None:
-        timed = [r for r in timed if (r.get("label") or "") == label]
+        pool = [r for r in timed if (r.get("label") or "") == label]
     else:
-        timed = [r for r in timed if not (r.get("label") or "").startswith("scale")] or timed
-    if not timed:
+        pool = [r for r in timed if not (r.get("label") or "").startswith("scale")] or timed
+    if not pool:
         raise LabError("the CSV has no timed rows: run `labkit bench` first")
-    last = timed[-1]
+    last = pool[-1]
     key = ("host", "n_dates", "tile")
     same = [r for r in rows if all(r.get(k) == last.get(k) for k in key)]
-    return [r for r in same if r.get("backend") in FLOORS
-            or (r.get("label") or "") == (last.get("label") or "")]
+    labels = {r.get("label") or "" for r in pool}
+    out = [r for r in same if r.get("backend") in FLOORS or (r.get("label") or "") in labels]
+    if len(labels) > 1:  # one experiment: summarize across the labels
+        joined = "+".join(sorted(labels))
+        out = [{**r, "label": joined} for r in out]
+    return out
 
 
 def scale_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -492,6 +500,37 @@ def amplitude_dispersion(slc_dir: str | os.PathLike[str], block_lines: int = 512
     return out
 
 
+def _ps_panel(fig: Any, ax: Any, slc_dir: Path, block: int = 8) -> dict[str, Any]:
+    """PS candidates (D_A < threshold) as a fraction per ``block``² pixels; truth circled."""
+    da = amplitude_dispersion(slc_dir)
+    cand = np.nan_to_num(da, nan=np.inf) < PS_THRESHOLD
+    n_cand = int(cand.sum())
+    lines, samples = (d - d % block for d in cand.shape)
+    frac = cand[:lines, :samples].reshape(lines // block, block, samples // block, block)
+    im = ax.imshow(frac.mean(axis=(1, 3)), cmap="Reds", vmin=0, vmax=1,
+                   extent=(0, samples, lines, 0), interpolation="nearest")
+    fig.colorbar(im, ax=ax, shrink=0.7, label=f"candidate fraction per {block}×{block} px")
+    text = f"{n_cand} candidates ({100 * n_cand / cand.size:.2g} % of pixels)"
+    stats: dict[str, Any] = {"threshold": PS_THRESHOLD, "candidates": n_cand,
+                             "pixels": int(cand.size), "true_ps": None, "hits": None,
+                             "n_dates": len(_slc_files(slc_dir))}
+    truth_file = slc_dir / "truth" / "ps.csv"
+    if truth_file.is_file():
+        truth = read_ps_truth(truth_file)
+        inside = (truth[:, 0] < cand.shape[0]) & (truth[:, 1] < cand.shape[1])
+        hits = int(cand[truth[inside, 0], truth[inside, 1]].sum())
+        ax.scatter(truth[:, 1], truth[:, 0], s=30, facecolors="none", edgecolors="tab:blue",
+                   lw=0.8, label=f"true PS ({len(truth)})")
+        ax.legend(fontsize=7, loc="upper right")
+        text += f"\n{hits}/{len(truth)} true PS found, {n_cand - hits} false alarms"
+        stats.update(true_ps=len(truth), hits=hits)
+    ax.set_title(f"PS candidates: amplitude dispersion D_A < {PS_THRESHOLD}\n"
+                 "(std/mean of |S| over dates, full-resolution SLC)", fontsize=9)
+    ax.set_xlabel(f"range sample\n{text}", fontsize=8)
+    ax.set_ylabel("azimuth line")
+    return stats
+
+
 def plot_maps(tiles_dir: str | os.PathLike[str], slc_dir: str | os.PathLike[str] | None,
               out: str | os.PathLike[str]) -> Path:
     """``maps.png``: temporal mean, std and CV of the tiles; PS candidates vs truth.
@@ -502,6 +541,8 @@ def plot_maps(tiles_dir: str | os.PathLike[str], slc_dir: str | os.PathLike[str]
     slc_dir : SLC stack folder (with ``truth/ps.csv`` when synthetic), optional
         Without it the fourth panel is left out.
     out : output PNG
+        With ``slc_dir``, the PS counts are also written beside it as JSON (``maps.json``:
+        threshold, candidates, pixels, true_ps, hits, n_dates).
     """
     from labkit.backends import compute
 
@@ -510,10 +551,10 @@ def plot_maps(tiles_dir: str | os.PathLike[str], slc_dir: str | os.PathLike[str]
     with np.errstate(invalid="ignore", divide="ignore"):
         cv = res.std / res.mean
     panels = 4 if slc_dir else 3
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.4))
+    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 4.6), layout="constrained")
     for ax, data, title, unit in (
-        (axes[0], res.mean, "temporal mean of |S|² (multilooked)", "intensity"),
-        (axes[1], res.std, "temporal std (ddof 0)", "intensity"),
+        (axes[0], res.mean, "temporal mean of |S|² (multilooked)", "intensity (linear)"),
+        (axes[1], res.std, "temporal std (ddof 0)", "intensity (linear)"),
         (axes[2], cv, "coefficient of variation std/mean", "ratio"),
     ):
         finite = data[np.isfinite(data)]
@@ -523,31 +564,18 @@ def plot_maps(tiles_dir: str | os.PathLike[str], slc_dir: str | os.PathLike[str]
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("range (px)")
         ax.set_ylabel("azimuth (px)")
-        fig.colorbar(im, ax=ax, shrink=0.75, label=unit)
-    if slc_dir:
-        ax = axes[3]
-        da = amplitude_dispersion(slc_dir)
-        cand = np.argwhere(da < PS_THRESHOLD)
-        ax.imshow(np.clip(np.nan_to_num(da, nan=1.0), 0, 1), cmap="gray_r", vmin=0, vmax=1,
-                  interpolation="nearest")
-        truth_file = Path(slc_dir) / "truth" / "ps.csv"
-        text = f"{len(cand)} candidates (D_A < {PS_THRESHOLD})"
-        if truth_file.is_file():
-            truth = read_ps_truth(truth_file)
-            tset = {tuple(t) for t in truth}
-            hits = sum(1 for c in cand if tuple(c) in tset)
-            ax.scatter(truth[:, 1], truth[:, 0], s=40, facecolors="none", edgecolors="tab:blue",
-                       lw=0.8, label=f"true PS ({len(truth)})")
-            text += f"; {hits}/{len(truth)} true PS found, {len(cand) - hits} false"
-        ax.scatter(cand[:, 1], cand[:, 0], s=6, color="tab:red", label="candidates")
-        ax.set_title("PS candidates: amplitude dispersion D_A < 0.25\n(full-resolution SLC)",
-                     fontsize=9)
-        ax.set_xlabel(f"range sample\n{text}", fontsize=8)
-        ax.set_ylabel("azimuth line")
-        ax.legend(fontsize=7, loc="upper right")
+        fig.colorbar(im, ax=ax, shrink=0.7, label=unit)
+    stats = _ps_panel(fig, axes[3], Path(slc_dir)) if slc_dir else None
     s = res.meta
     fig.suptitle(f"Temporal statistics of {s['n_dates']} dates, tiles {s['rows']}x{s['cols']}")
-    return _save(fig, out)
+    path = _save(fig, out)
+    if stats is not None:
+        import json
+
+        from labkit.bench import write_text_atomic
+
+        write_text_atomic(path.with_suffix(".json"), json.dumps(stats, indent=1))
+    return path
 
 
 # --------------------------------------------------------------------------- all + CLI

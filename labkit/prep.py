@@ -223,8 +223,15 @@ def _block_rows(cols: int, looks: Looks) -> int:
     return max(1, BLOCK_BYTES // (laz * cols * lrg * 8))
 
 
-def _prep_one(path: Path, out_path: Path, crop: Crop, looks: Looks) -> int:
-    """Worker: prep one validated SLC into ``out_path``; returns SLC bytes read."""
+def _tags(path: Path, crop: Crop, looks: Looks) -> dict[str, str]:
+    """Provenance stored in each tile (and checked by ``overwrite=False``)."""
+    return {"LABKIT_SLC": path.name, "LABKIT_CROP": ",".join(map(str, crop)),
+            "LABKIT_LOOKS": f"{looks[0]}x{looks[1]}"}
+
+
+def _prep_one(path: Path, out_path: Path, crop: Crop, looks: Looks, itemsize: int = 8) -> int:
+    """Worker: prep one validated SLC into ``out_path``; returns SLC bytes read
+    (``itemsize``: bytes per sample on disk)."""
     import rasterio
     from rasterio.windows import Window
 
@@ -232,21 +239,20 @@ def _prep_one(path: Path, out_path: Path, crop: Crop, looks: Looks) -> int:
     laz, lrg = looks
     nblock = min(h, _block_rows(w, looks))
     kern = _Kernel(nblock, w, looks)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # NotGeoreferencedWarning: radar geometry
-            # GDAL_ONE_BIG_READ: raw/VRT bands read the window straight into our buffer
-            with rasterio.Env(GDAL_ONE_BIG_READ="YES"), rasterio.open(path) as ds:
-                itemsize = 4 if ds.dtypes[0] == "complex_int16" else np.dtype(ds.dtypes[0]).itemsize
-                with geotiff_row_writer(out_path, h, w) as write:
-                    for r in range(0, h, nblock):
-                        n = min(nblock, h - r)
-                        win = Window(c0 * lrg, (r0 + r) * laz, w * lrg, n * laz)
-                        ds.read(1, window=win, out=kern.slc[: n * laz])
-                        write(r, kern.run(n))
-    except rasterio.errors.RasterioIOError as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else "read error"
-        raise LabError(f"cannot read SLC {path}: {msg}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NotGeoreferencedWarning: radar geometry
+        # GDAL_ONE_BIG_READ: raw/VRT bands read the window straight into our buffer
+        with rasterio.Env(GDAL_ONE_BIG_READ="YES"), rasterio.open(path) as ds, \
+                geotiff_row_writer(out_path, h, w, _tags(path, crop, looks)) as write:
+            for r in range(0, h, nblock):
+                n = min(nblock, h - r)
+                win = Window(c0 * lrg, (r0 + r) * laz, w * lrg, n * laz)
+                try:
+                    ds.read(1, window=win, out=kern.slc[: n * laz])
+                except rasterio.errors.RasterioIOError as exc:
+                    msg = str(exc).splitlines()[0] if str(exc) else "read error"
+                    raise LabError(f"cannot read SLC {path}: {msg}") from None
+                write(r, kern.run(n))
     return h * laz * w * lrg * itemsize
 
 
@@ -280,7 +286,7 @@ def prep_date(
     from labkit.io import check_writable
 
     out = check_writable(out_path)
-    return _prep_one(info.path, out, c, lk)
+    return _prep_one(info.path, out, c, lk, info.itemsize)
 
 
 # --------------------------------------------------------------------------------------
@@ -330,8 +336,9 @@ def _check_dest(dest: Path) -> None:
         raise LabError(f"cannot create output folder {dest}: {parent} is not writable")
 
 
-def _is_current(out: Path, info: SlcInfo, crop: Crop) -> bool:
-    """True if ``out`` is a float32 tile of the crop's size, newer than its SLC."""
+def _is_current(out: Path, info: SlcInfo, crop: Crop, looks: Looks) -> bool:
+    """True if ``out`` is a float32 tile of this crop and looks (its tags say so), made
+    from this SLC and newer than it."""
     import rasterio
 
     if not out.is_file() or out.stat().st_mtime < info.mtime:
@@ -340,19 +347,22 @@ def _is_current(out: Path, info: SlcInfo, crop: Crop) -> bool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with rasterio.open(out) as ds:
-                return (ds.count, ds.width, ds.height, ds.dtypes[0]) == (
+                same = (ds.count, ds.width, ds.height, ds.dtypes[0]) == (
                     1, crop[0], crop[1], "float32")
+                tags = ds.tags()
     except rasterio.errors.RasterioIOError:
         return False
+    want = _tags(info.path, crop, looks)
+    return same and all(tags.get(k) == v for k, v in want.items())
 
 
-def _prep_task(path: Path, out_path: Path, crop: Crop, looks: Looks) -> int:
+def _prep_task(path: Path, out_path: Path, crop: Crop, looks: Looks, itemsize: int) -> int:
     """Process-pool task: :func:`_prep_one` after the pool's test hooks (see
     :mod:`labkit.backends.pools`: ``LABKIT_TEST_KILL_AFTER``, ``LABKIT_TEST_TASK_DELAY``)."""
     from labkit.backends.pools import test_hooks
 
     test_hooks()
-    return _prep_one(path, out_path, crop, looks)
+    return _prep_one(path, out_path, crop, looks, itemsize)
 
 
 def _remove_temps(dest: Path, outs: Sequence[Path]) -> None:
@@ -376,7 +386,7 @@ def _run(tasks: list[tuple[SlcInfo, Path]], crop: Crop, looks: Looks, jobs: int,
         try:
             for info, out in tasks:
                 bar.set_postfix_str(info.date, refresh=False)  # type: ignore[attr-defined]
-                nbytes = _prep_one(info.path, out, crop, looks)
+                nbytes = _prep_one(info.path, out, crop, looks, info.itemsize)
                 total += nbytes
                 done += 1
                 bar.update(nbytes)  # type: ignore[attr-defined]
@@ -393,7 +403,7 @@ def _run(tasks: list[tuple[SlcInfo, Path]], crop: Crop, looks: Looks, jobs: int,
         # forkserver workers, BLAS/OpenMP pinned to 1 thread, SIGINT ignored in workers;
         # on any error or Ctrl-C the session terminates the workers before re-raising
         with session(None, "process", min(jobs, len(tasks))) as run:
-            futures = {run.submit(_prep_task, info.path, out, crop, looks): info
+            futures = {run.submit(_prep_task, info.path, out, crop, looks, info.itemsize): info
                        for info, out in tasks}
             for fut in as_completed(futures):
                 try:
@@ -447,7 +457,8 @@ def prep_stack(
     progress : bool, default True
         Show a tqdm progress bar (bytes of SLC read, with the rate).
     overwrite : bool, default True
-        False: keep tiles that are already up to date (right size, newer than the SLC).
+        False: keep tiles that are already up to date (same crop, looks and SLC name in
+        their tags, newer than the SLC).
 
     Returns
     -------
@@ -477,7 +488,7 @@ def prep_stack(
 
     outputs = [out_dir / f"{info.date}{TILE_SUFFIX}" for info in infos]
     tasks = [(info, out) for info, out in zip(infos, outputs, strict=True)
-             if overwrite or not _is_current(out, info, c)]
+             if overwrite or not _is_current(out, info, c, lk)]
     summary = PrepSummary(outputs=outputs, n_dates=len(infos),
                           skipped=len(infos) - len(tasks))
     if not tasks:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import html
 import io
+import logging
 import os
 import statistics
 import time
@@ -120,6 +121,11 @@ class _Panel:
             buttons = w.HBox([*self.buttons(), self.progress])
             output = w.VBox([self.status, self.table, self.plot, self.log], layout=_BOX)
             self._box = w.VBox([header, *self.controls(), buttons, output], layout=_BOX)
+            self._box.add_class("labkit-panel")  # stable CSS hooks for the browser tests
+            for name in ("workers", "tile", "run_button", "stop_button", "progress",
+                         "status", "table", "plot"):
+                if isinstance(getattr(self, name, None), w.DOMWidget):
+                    getattr(self, name).add_class(f"labkit-{name.replace('_button', '')}")
         return self._box
 
     def buttons(self) -> list[w.Widget]:
@@ -141,9 +147,18 @@ class _Panel:
         self.error = self.traceback = None
         self.run_button.disabled = True
         self.status.value = _note_html("running…")
-        try:
-            with self.log:
+        caught: BaseException | None = None
+        out = None
+        # catch inside the Output context: in a kernel, Output.__exit__ would swallow the
+        # exception and print its traceback into the (collapsed) log instead
+        with self.log:
+            try:
                 out = self._run_once()
+            except BaseException as exc:  # noqa: BLE001 - sorted out below
+                caught = exc
+        try:
+            if caught is not None:
+                raise caught
         except KeyboardInterrupt:
             self._failed("interrupted (Ctrl-C / kernel interrupt): the run was stopped")
             raise
@@ -153,7 +168,7 @@ class _Panel:
                 raise
             return None
         except Exception as exc:  # noqa: BLE001 - shown in the panel, never lost in the log
-            self.traceback = traceback.format_exc()
+            self.traceback = "".join(traceback.format_exception(exc))
             self._failed(f"{type(exc).__name__}: {exc} (unexpected; see panel.traceback)")
             if raise_errors:
                 raise
@@ -230,7 +245,7 @@ class ControlPanel(_Panel):
         ("block_rows", "block rows"), ("median_s", "median wall (s)"),
         ("spread_s", "spread (s)"), ("phases", "phases: read / compute / merge (s)"),
         ("gbps", "GB/s"), ("max_abs_diff", "max |Δ| vs sequential"),
-        ("startup_s", "pool start-up (s)"),
+        ("pool_startup_s", "pool start-up (s)"),
     )
 
     def __init__(self, preset: str = "seed", *, backends: Sequence[str] = DEFAULT_BACKENDS,
@@ -269,6 +284,7 @@ class ControlPanel(_Panel):
                                value=tile if tile in sizes else self._default_tile(sizes))
         self.repeats = w.IntSlider(value=min(max(1, repeats), MAX_REPEATS), min=1,
                                    max=MAX_REPEATS, description="repeats")
+        self._on_backend()
         self.block_rows: w.SelectionSlider | None = None
         if block_rows:
             self.block_rows = w.SelectionSlider(
@@ -291,6 +307,8 @@ class ControlPanel(_Panel):
         self.strategy.options = list(choices) if choices else [("—", "")]
         self.strategy.value = choices[0] if choices else ""
         self.strategy.disabled = not choices
+        if hasattr(self, "workers"):  # one process whatever the slider says
+            self.workers.disabled = self.backend.value == "sequential"
 
     def _tile_sizes(self) -> list[int]:
         from labkit.prep import tile_sizes
@@ -319,7 +337,7 @@ class ControlPanel(_Panel):
             "backend": backend,
             "strategy": variant if strategies else None,
             "split": variant if splits else None,
-            "workers": int(self.workers.value),
+            "workers": 1 if backend == "sequential" else int(self.workers.value),
             "block_rows": int(br) or None,
             "tile": int(self.tile.value),
             "repeats": int(self.repeats.value),
@@ -446,7 +464,8 @@ class ControlPanel(_Panel):
             "phases": f"{phase('read'):.3g} / {phase('compute'):.3g} / {phase('merge'):.3g}",
             "gbps": nbytes / med / 1e9 if med > 0 else None,
             "max_abs_diff": max(diffs) if diffs else None,
-            "startup_s": startup,
+            "startup": phase("startup"),  # inside the wall (0 with a reused pool)
+            "pool_startup_s": startup,
         }
 
     def figure(self) -> Any:
@@ -515,7 +534,7 @@ class MpiPanel(ControlPanel):
         ("block_rows", "block rows"), ("median_s", "median wall (s)"),
         ("spread_s", "spread (s)"), ("phases", "phases: read / compute / merge (s)"),
         ("gbps", "GB/s"), ("max_abs_diff", "max |Δ| vs sequential"),
-        ("startup_s", "cluster start-up (s)"),
+        ("pool_startup_s", "cluster start-up (s)"),
     )
 
     def __init__(self, preset: str = "seed", *, workers: int = 2, repeats: int = 3,
@@ -534,6 +553,8 @@ class MpiPanel(ControlPanel):
                                     button_style="warning")
         self.stop_button.on_click(lambda _button: self.stop())
         self.ranks = w.HTML()
+        self.per_rank: list[dict[str, Any]] = []
+        self.last_command = ""
         self.command = w.HTML()
         self.cluster_status = w.HTML(_note_html("engines: none running"))
 
@@ -576,6 +597,11 @@ class MpiPanel(ControlPanel):
         cluster, self.cluster = self.cluster, None
         self._n = None
         if cluster is not None:
+            # mpiexec exits with 1 when its engines are stopped, and ipyparallel then logs
+            # every engine's output as a warning into the cell: keep only real errors
+            log = getattr(getattr(cluster, "cluster", None), "log", None)
+            if isinstance(log, logging.Logger):
+                log.setLevel(logging.ERROR)
             try:
                 cluster.stop()
             finally:
@@ -607,10 +633,26 @@ class MpiPanel(ControlPanel):
         per_rank = result.meta.get("per_rank") or []
         if isinstance(per_rank, dict):
             per_rank = [{"rank": k, **v} for k, v in sorted(per_rank.items())]
-        rows = [dict(r) if isinstance(r, dict) else {"rank": i, "value": r}
-                for i, r in enumerate(per_rank)]
-        self.ranks.value = ("<b>per-rank timings of the last run (s)</b>" + html_table(rows)
-                            if rows else "")
+        rows = []
+        for i, r in enumerate(per_rank):
+            r = dict(r) if isinstance(r, dict) else {"value": r}
+            share = r.get("share")
+            if isinstance(share, (list, tuple)) and len(share) == 2:
+                what = "rows" if opts["split"] == "rows" else "dates"
+                r["share"] = f"{what} {share[0]}–{share[1] - 1}"
+            if "bytes_read" in r:
+                r["mb_read"] = r["bytes_read"] / 1e6
+            rows.append({"rank": r.get("rank", i), **r})
+        cols = [c for c in ("rank", "share", "read", "compute", "wait", "merge", "wall",
+                            "mb_read", "pid") if any(c in r for r in rows)]
+        if not cols or cols == ["rank"]:
+            cols = list(rows[0]) if rows else []
+        heads = [{"mb_read": "MB read", "wait": "wait (s)", "read": "read (s)",
+                  "compute": "compute (s)", "merge": "merge (s)", "wall": "wall (s)"}.get(c, c)
+                 for c in cols]
+        self.per_rank = rows
+        self.ranks.value = ("<b>per-rank timings of the last run</b>"
+                            + html_table(rows, cols, heads) if rows else "")
         try:
             from labkit.paths import results_dir
 

@@ -78,8 +78,8 @@ def test_multiprocessing_pool_is_reused_then_closed(lab, tmp_path):
         panel.run()
         assert panel.error is None, panel.error
         first, second = panel.results
-        assert isinstance(first["startup_s"], float) and first["startup_s"] > 0
-        assert second["startup_s"] == "reused"
+        assert isinstance(first["pool_startup_s"], float) and first["pool_startup_s"] > 0
+        assert second["pool_startup_s"] == "reused"
         assert first["backend"] == "multiprocessing (per-file)"
         assert second["backend"] == "multiprocessing (partitioned)"
         for r in panel.results:  # date splits: equal to within float32 rounding
@@ -96,8 +96,11 @@ def test_multiprocessing_pool_is_reused_then_closed(lab, tmp_path):
 
 def test_backend_dropdown_updates_strategy_choices(lab, tmp_path):
     panel = _panel(lab, tmp_path, backends=("sequential", "multiprocessing", "mpi"))
-    assert panel.strategy.disabled
+    assert panel.strategy.disabled and panel.workers.disabled
+    panel.workers.value = 2
+    assert panel.options()["workers"] == 1  # sequential is one process
     panel.backend.value = "multiprocessing"
+    assert not panel.workers.disabled and panel.options()["workers"] == 2
     assert not panel.strategy.disabled and panel.strategy.value == "partitioned"
     panel.backend.value = "mpi"
     assert panel.strategy.description == "split" and panel.strategy.value == "rows"
@@ -199,7 +202,8 @@ def test_mpi_panel_starts_reuses_and_stops_engines(lab, tmp_path, fake_cluster):
     panel.strategy.value = "dates"
     panel.run()
     assert fake_cluster.started == [2] and fake_cluster.stopped == []
-    assert panel.results[0]["startup_s"] == 0.01 and panel.results[1]["startup_s"] == "reused"
+    assert panel.results[0]["pool_startup_s"] == 0.01
+    assert panel.results[1]["pool_startup_s"] == "reused"
     assert "rank" in panel.ranks.value and "<table" in panel.ranks.value
     assert "mpiexec -n 2" in panel.command.value and "--split dates" in panel.last_command
     rows = bench.read_csv(tmp_path / "bench.csv")
@@ -245,3 +249,42 @@ def test_html_table_escapes_and_formats():
     text = html_table([{"a": "<b>", "b": 0.123456, "c": None}])
     assert "&lt;b&gt;" in text and "0.123" in text and "<td style='padding:2px 8px'></td>" in text
     assert html_table([]) == ""
+
+
+def test_errors_reach_the_panel_inside_a_kernel(lab, tmp_path):
+    """In a kernel, ipywidgets.Output swallows exceptions raised inside it: the panel must
+    still show the error, keep working and raise with ``raise_errors=True``."""
+    import nbformat
+
+    from labkit.nbrun import execute_notebook
+
+    bad = tmp_path / "bad_tiles"
+    shutil.copytree(lab["src"], bad)
+    tile = sorted(bad.glob("*.tif"))[0]
+    tile.write_bytes(tile.read_bytes()[:300])
+    code = f"""
+from labkit.errors import LabError
+from labkit.widgets import ControlPanel
+panel = ControlPanel("tiny", root={str(lab["root"])!r}, csv=False, workers=1, repeats=1)
+display(panel)
+good = panel.tiles
+panel.tiles = lambda: {str(bad)!r}
+panel.run_button.click()
+assert panel.error and {tile.name!r} in panel.error, panel.error
+assert "b00020" in panel.status.value and not panel.run_button.disabled
+try:
+    panel.run(raise_errors=True)
+except LabError:
+    pass
+else:
+    raise AssertionError("raise_errors=True did not raise")
+panel.tiles = good
+panel.run(raise_errors=True)
+assert panel.error is None and len(panel.results) == 1
+print("kernel-ok")
+"""
+    path = tmp_path / "panel_errors.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]), path)
+    nb = execute_notebook(path, {}, timeout=120)
+    out = "".join(o.get("text", "") for o in nb.cells[0].outputs)
+    assert "kernel-ok" in out

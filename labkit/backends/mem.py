@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from labkit.backends import Result
-from labkit.backends.pools import Pool, critical_path, session, test_hooks
+from labkit.backends.pools import Pool, apply_test_hooks, critical_path, session
 from labkit.errors import LabError
 from labkit.io import TileStack, read_block
 from labkit.stats import reduce_stack
@@ -66,7 +66,7 @@ def reduce_rows(name: str, shape: tuple[int, int, int], r0: int, r1: int, ddof: 
 
     Returns (pid, compute seconds).
     """
-    test_hooks()
+    apply_test_hooks()
     t0 = time.perf_counter()
     shm = shared_memory.SharedMemory(name=name)
     try:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from labkit.backends import Result
-from labkit.backends.pools import Pool, critical_path, session, test_hooks
+from labkit.backends.pools import Pool, apply_test_hooks, critical_path, session
 from labkit.io import TileStack, read_tile
 from labkit.stats import Accumulator, Partial, finalize, merge
 
@@ -36,7 +36,7 @@ __all__ = ["compute", "read_date", "reduce_dates"]
 
 def read_date(path: Path) -> tuple[np.ndarray, int, float]:
     """Worker task (per-file): read one whole tile. Returns (image, pid, read seconds)."""
-    test_hooks()
+    apply_test_hooks()
     t0 = time.perf_counter()
     image = read_tile(path)
     return image, os.getpid(), time.perf_counter() - t0
@@ -48,7 +48,7 @@ def reduce_dates(paths: list[Path], nan_aware: bool
 
     Returns (partial, pid, read seconds, compute seconds, bytes read).
     """
-    test_hooks()
+    apply_test_hooks()
     acc: Accumulator | None = None
     t_read = t_compute = 0.0
     nbytes = 0

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from labkit.backends import IO_BLOCK_ROWS, Result
-from labkit.backends.pools import Pool, critical_path, session, test_hooks
+from labkit.backends.pools import Pool, apply_test_hooks, critical_path, session
 from labkit.io import TileStack, read_block
 from labkit.stats import reduce_stack
 
@@ -37,7 +37,7 @@ def reduce_block(paths: list[Path], r0: int, n: int, ddof: int, min_count: int |
     Returns (thread id, read seconds, compute seconds, bytes read); does nothing when
     ``stop`` is already set (the run is being abandoned).
     """
-    test_hooks(stop)
+    apply_test_hooks(stop)
     if stop.is_set():
         return threading.get_ident(), 0.0, 0.0, 0
     t0 = time.perf_counter()

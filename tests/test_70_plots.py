@@ -1,0 +1,144 @@
+"""Figures: every PNG is written whole, the Amdahl fit, experiment selection, maps."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labkit import bench, plots
+from labkit.errors import LabError
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _rows(label="main", n_dates=4, tile="64x64", seq=1.0, serial=0.3, host="h", seed=0):
+    """Synthetic benchmark rows: sequential, mem following Amdahl, a slow multiprocessing."""
+    rnd = random.Random(seed)
+    rows = []
+
+    def add(backend, w, wall, mode="in-process", strategy="", **ph):
+        for i in range(3):
+            r = {k: "" for k in bench.CSV_COLUMNS}
+            r.update(backend=backend, strategy=strategy, workers=w, n_dates=n_dates, tile=tile,
+                     repeat=i, mode=mode, wall_s=wall * (1 + 0.02 * rnd.random()), host=host,
+                     cpu_model="Test CPU", cores_physical=2, cores_logical=2, label=label,
+                     bytes=n_dates * 64 * 64 * 4, max_abs_diff=0.0, run_id="r",
+                     startup_s=ph.get("startup", 0.0), read_s=ph.get("read", 0.0),
+                     compute_s=ph.get("compute", 0.0), merge_s=ph.get("merge", 0.0))
+            rows.append(r)
+
+    add("floor-read", 1, seq / 20)
+    add("floor-memory", 1, seq / 80)
+    add("sequential", 1, seq, read=0.6 * seq, compute=0.35 * seq)
+    add("sequential", 1, seq + 0.8, mode="process")
+    for w in (1, 2, 4):
+        add("mem", w, seq * (serial + (1 - serial) / w), startup=0.05, read=0.4 / w,
+            compute=0.3 / w)
+        add("mem", w, seq * (serial + (1 - serial) / w) + 0.9, mode="process")
+        add("multiprocessing", w, 1.3 * seq + 0.1 * w, strategy="partitioned", startup=0.3,
+            merge=0.2, read=0.5, compute=0.3 / w)
+    return rows
+
+
+@pytest.fixture
+def csv(tmp_path: Path) -> Path:
+    p = tmp_path / "resultados.csv"
+    rows = _rows()
+    for n, side, t_seq, t_par in ((4, 32, 0.05, 0.2), (12, 512, 1.0, 0.8), (24, 1024, 8, 4.5)):
+        for backend, wall, w in (("sequential", t_seq, 1), ("mem", t_par, 2)):
+            r = {k: "" for k in bench.CSV_COLUMNS}
+            r.update(backend=backend, workers=w, n_dates=n, tile=f"{side}x{side}", repeat=0,
+                     mode="in-process", wall_s=wall, host="h", label="scale", run_id="r")
+            rows.append(r)
+    bench.append_csv(p, rows)
+    return p
+
+
+def _is_png(p: Path) -> bool:
+    return p.is_file() and p.stat().st_size > 2000 and p.read_bytes()[:8] == PNG
+
+
+def test_plot_all_writes_every_figure(csv: Path, tmp_path: Path):
+    out = tmp_path / "figs"
+    written = plots.plot_all(csv, out)
+    names = {p.name for p in written}
+    assert names == {"t_barras.png", "speedup.png", "efficiency.png", "breakdown.png",
+                     "scaling.png"}
+    assert all(_is_png(p) for p in written)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_amdahl_fit_recovers_the_serial_fraction():
+    p = np.array([1, 2, 3, 4, 6, 8])
+    for s in (0.0, 0.05, 0.3, 0.7, 1.0):
+        t = 2.0 * (s + (1 - s) / p)  # T(p) with T_sequential = 2 s
+        assert plots.fit_amdahl(p, 2.0 / t) == pytest.approx(s, abs=1e-12)
+    rng = np.random.default_rng(1)
+    t = 2.0 * (0.25 + 0.75 / p) * (1 + 0.01 * rng.standard_normal(p.size))
+    assert plots.fit_amdahl(p, 2.0 / t) == pytest.approx(0.25, abs=0.02)
+    assert plots.fit_amdahl([1, 2, 4], [0.5, 0.6, 0.7]) == 1.0  # slower everywhere
+    assert np.isnan(plots.fit_amdahl([1], [1.0]))
+    assert plots.amdahl(4, 0.25) == pytest.approx(1 / (0.25 + 0.75 / 4))
+    with pytest.raises(LabError):
+        plots.fit_amdahl([1, 2], [1.0])
+
+
+def test_speedups_and_selection(csv: Path):
+    rows = bench.read_csv(csv)
+    panel = _rows(label="panel", tile="16x16", seed=2)  # appended later by a notebook panel
+    main = plots.select_main(rows + panel)
+    assert {r["label"] for r in main} == {"main"} and {r["tile"] for r in main} == {"64x64"}
+    assert {r["tile"] for r in plots.select_main(panel)} == {"16x16"}
+    sp = plots.speedups(bench.summarize(main))
+    assert [d["workers"] for d in sp["mem"]] == [1, 2, 4]
+    assert sp["mem"][2]["speedup"] > sp["mem"][0]["speedup"]
+    assert sp["sequential"][0]["speedup"] == 1.0
+    assert len(plots.scale_rows(rows)) == 6
+    assert "Test CPU" in plots.caption(main) and "4 dates" in plots.caption(main)
+
+
+def test_plot_cli(csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from labkit.cli import main
+
+    assert main(["plot", str(csv), "--out", str(tmp_path / "f")]) == 0
+    assert "t_barras.png" in capsys.readouterr().out
+    assert main(["plot", str(csv), "--maps-slc", str(tmp_path)]) == 2
+    assert "--maps-slc needs --maps-tiles" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path / "missing.csv")]) == 2
+    empty = tmp_path / "empty.csv"
+    bench.append_csv(empty, [])
+    assert main(["plot", str(empty), "--out", str(tmp_path / "g")]) == 2
+    assert "no rows" in capsys.readouterr().err
+
+
+def test_plot_maps_with_ps_truth(tmp_path: Path):
+    from labkit.prep import ensure_tiles
+
+    tiles = ensure_tiles("tiny", root=tmp_path / "data", progress=False)
+    slc = tiles.parent / "slc"
+    out = plots.plot_maps(tiles, slc, tmp_path / "maps.png")
+    assert _is_png(out)
+    stats = json.loads((tmp_path / "maps.json").read_text())
+    truth = plots.read_ps_truth(slc / "truth" / "ps.csv")
+    assert stats["true_ps"] == len(truth) > 0
+    assert 0 <= stats["hits"] <= stats["true_ps"] and stats["candidates"] >= stats["hits"]
+    assert stats["pixels"] == 256 * 256 and stats["n_dates"] == 4
+    da = plots.amplitude_dispersion(slc)
+    assert da.shape == (256, 256) and np.nanmedian(da) > plots.PS_THRESHOLD  # speckle ≈ 0.52
+    assert _is_png(plots.plot_maps(tiles, None, tmp_path / "maps3.png"))
+
+
+def test_read_ps_truth_rejects_bad_files(tmp_path: Path):
+    bad = tmp_path / "ps.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(LabError, match="line and sample"):
+        plots.read_ps_truth(bad)
+    with pytest.raises(LabError, match="no PS truth"):
+        plots.read_ps_truth(tmp_path / "none.csv")
+    ok = tmp_path / "ok.csv"
+    ok.write_text("row,col\n3,4\n5,6\n")
+    assert plots.read_ps_truth(ok).tolist() == [[3, 4], [5, 6]]

@@ -1,0 +1,156 @@
+"""The informe: numbers quoted from the CSV, both languages, offline HTML, the full pipeline."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+
+from labkit import bench, report
+from labkit.errors import LabError
+
+HEADINGS = {
+    "en": ["Methodology", "Results", "Why", "Limitations", "Next steps", "Reproduce", "Closing"],
+    "es": ["Metodología", "Resultados", "Por qué", "Limitaciones", "Próximos pasos",
+           "Reproducir", "Cierre"],
+}
+
+
+def _rows(serial: float = 0.3) -> list[dict]:
+    """Synthetic rows: sequential 1 s, mem following Amdahl (``serial``), a slow
+    multiprocessing (start-up + merge), floors, whole-process times."""
+    rows = []
+
+    def add(backend, w, wall, mode="in-process", strategy="", **ph):
+        for i, jitter in enumerate((0.99, 1.0, 1.02)):
+            r = {k: "" for k in bench.CSV_COLUMNS}
+            r.update(backend=backend, strategy=strategy, workers=w, n_dates=4, tile="64x64",
+                     repeat=i, mode=mode, wall_s=wall * jitter, host="h", cpu_model="Test CPU",
+                     cores_physical=2, cores_logical=2, label="main", bytes=65536,
+                     max_abs_diff=0.0, run_id="r", startup_s=ph.get("startup", 0.0),
+                     read_s=ph.get("read", 0.0), compute_s=ph.get("compute", 0.0),
+                     merge_s=ph.get("merge", 0.0))
+            rows.append(r)
+
+    add("floor-read", 1, 0.05)
+    add("floor-memory", 1, 0.0125)
+    add("sequential", 1, 1.0, read=0.6, compute=0.35)
+    add("sequential", 1, 1.8, mode="process")
+    for w in (1, 2, 4):
+        add("mem", w, serial + (1 - serial) / w, startup=0.05, read=0.4 / w, compute=0.3 / w)
+        add("multiprocessing", w, 1.3 + 0.1 * w, strategy="partitioned", startup=0.3,
+            merge=0.2, read=0.5, compute=0.3 / w)
+    return rows
+
+
+@pytest.fixture
+def csv(tmp_path: Path) -> Path:
+    p = tmp_path / "resultados.csv"
+    bench.append_csv(p, _rows())
+    return p
+
+
+def _seq_median(csv: Path) -> float:
+    rows = bench.read_csv(csv)
+    return statistics.median(r["wall_s"] for r in rows if r["backend"] == "sequential"
+                             and r["mode"] == "in-process")
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_markdown_quotes_numbers_from_the_csv(csv: Path, lang: str):
+    rows = bench.read_csv(csv)
+    facts = report.analyze(rows, preset="tiny")
+    md = report.render_markdown(facts, lang)
+    positions = [md.index(f"## {h}\n") for h in HEADINGS[lang]]
+    assert positions == sorted(positions)  # the course's order
+    t_seq = _seq_median(csv)
+    assert f"**{report.fmt_s(t_seq)} s**" in md
+    mem4 = statistics.median(r["wall_s"] for r in rows if r["backend"] == "mem"
+                             and r["workers"] == 4 and r["mode"] == "in-process")
+    assert report.fmt_x(t_seq / mem4) in md  # mem ×4 speed-up, computed here independently
+    assert facts["variants"]["mem"]["fit"] == pytest.approx(0.3, abs=0.03)
+    # multiprocessing is slower: its overhead (start-up + merge) is quoted
+    mp = facts["variants"]["multiprocessing/partitioned"]["top"]
+    assert mp["speedup"] < 1 and report.fmt_s(mp["overhead"]) in md
+    assert report.fmt_x(1 / mp["speedup"]) in md
+    assert ("tiny" in md) and ("0.0" in md)  # preset named; max |Δ| = 0.0
+
+
+def test_analyze_needs_a_sequential_baseline(tmp_path: Path):
+    rows = [r for r in _rows() if r["backend"] != "sequential"]
+    with pytest.raises(LabError, match="no sequential run"):
+        report.analyze(rows)
+    with pytest.raises(LabError, match="empty"):
+        report.analyze([])
+    with pytest.raises(LabError, match="language"):
+        report.section("results", report.analyze(_rows()), "fr")
+
+
+def test_check_offline_flags_remote_resources():
+    assert report.check_offline('<script src="https://cdn.example/x.js"></script>')
+    assert report.check_offline("<link rel=stylesheet href='//cdn.example/a.css'>")
+    assert report.check_offline("<style>@import url(https://fonts.example/f.css);</style>")
+    assert not report.check_offline('<img src="data:image/png;base64,AAAA"><a href="https://x">')
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_build_report_both_languages_offline(csv: Path, tmp_path: Path):
+    t_seq = report.fmt_s(_seq_median(csv))
+    for lang in ("en", "es"):
+        out = tmp_path / "rep" / f"informe_{lang}.html"
+        report.build_report(csv, lang=lang, out=out, figures=tmp_path / "fig",
+                            executed=tmp_path / f"06_{lang}.ipynb")
+        html = out.read_text(encoding="utf-8")
+        assert f'<html lang="{lang}">' in html
+        for h in HEADINGS[lang]:
+            assert h in html
+        assert t_seq in html
+        assert report.check_offline(html) == []
+        assert not re.search(r"<script[^>]+src=", html)
+        assert "MathJax.Hub" not in html and "require.js" not in html
+        assert html.count("data:image/png;base64,") >= 4  # bars, speed-up, efficiency, phases
+        assert "report.display_section" not in html  # code hidden
+        assert "Learning objectives" not in html  # teaching cells stay in the notebook
+    assert not [p for p in (tmp_path / "rep").iterdir() if p.name.startswith(".")]
+
+
+def test_report_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from labkit.cli import main
+
+    assert main(["report", "--csv", str(tmp_path / "none.csv"), "--out",
+                 str(tmp_path / "x.html")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "x.html").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_full_report_quick_tiny_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))  # notebook kernels inherit it
+    res = report.full_report("tiny", quick=True)
+    en, es = res["reports"]
+    assert en == tmp_path / "reports" / "informe.html" and es.name == "informe_es.html"
+    rows = bench.read_csv(tmp_path / "benchmarks" / "resultados.csv")
+    labels = {r["label"] for r in rows}
+    assert {"main", "scale"} <= labels
+    main = [r for r in rows if r["label"] == "main"]
+    assert {r["mode"] for r in main} == {"in-process", "process"}
+    assert {"floor-read", "floor-memory", "sequential"} <= {r["backend"] for r in main}
+    timed = [r for r in main if r["backend"] not in bench.FLOOR_BACKENDS]
+    assert all(r["max_abs_diff"] is not None and r["max_abs_diff"] <= 1e-5 for r in timed)
+    scale = {(r["n_dates"], r["tile"]) for r in rows if r["label"] == "scale"}
+    assert len(scale) == 3
+    for name in ("t_barras", "speedup", "efficiency", "breakdown", "scaling", "maps"):
+        assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 2000
+    assert (tmp_path / "benchmarks" / "tiempos.tsv").read_text().startswith("backend\ttiempo")
+    t_seq = statistics.median(r["wall_s"] for r in timed if r["backend"] == "sequential"
+                              and r["mode"] == "in-process")
+    for path, heading in ((en, "Methodology"), (es, "Metodología")):
+        html = path.read_text(encoding="utf-8")
+        assert heading in html and report.fmt_s(t_seq) in html
+        assert report.check_offline(html) == []
+    assert (tmp_path / "reports" / "notebooks" / "06_analysis.ipynb").is_file()
+    assert not res["failed"]
