@@ -359,9 +359,9 @@ def _is_current(out: Path, info: SlcInfo, crop: Crop, looks: Looks) -> bool:
 def _prep_task(path: Path, out_path: Path, crop: Crop, looks: Looks, itemsize: int) -> int:
     """Process-pool task: :func:`_prep_one` after the pool's test hooks (see
     :mod:`labkit.backends.pools`: ``LABKIT_TEST_KILL_AFTER``, ``LABKIT_TEST_TASK_DELAY``)."""
-    from labkit.backends.pools import test_hooks
+    from labkit.backends.pools import apply_test_hooks
 
-    test_hooks()
+    apply_test_hooks()
     return _prep_one(path, out_path, crop, looks, itemsize)
 
 

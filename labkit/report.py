@@ -59,6 +59,18 @@ FIGURES = {  # figure -> section it illustrates
     "t_barras": "results", "speedup": "results", "efficiency": "results",
     "scaling": "results", "maps": "results", "breakdown": "why",
 }
+ALT = {  # figure -> (English, Spanish) alternative text
+    "t_barras": ("Bar chart: median time per backend and worker count, min..max bars",
+                 "Barras: tiempo mediano por backend y cantidad de workers, barras mín..máx"),
+    "speedup": ("Speed-up vs workers, ideal line and fitted Amdahl curves",
+                "Speed-up contra workers, línea ideal y curvas de Amdahl ajustadas"),
+    "efficiency": ("Parallel efficiency vs workers", "Eficiencia paralela contra workers"),
+    "scaling": ("Speed-up against stack size", "Speed-up contra tamaño de la pila"),
+    "maps": ("Maps: temporal mean, std, coefficient of variation and PS candidates",
+             "Mapas: promedio, desvío, coeficiente de variación y candidatos a PS"),
+    "breakdown": ("Stacked time per phase for each configuration",
+                  "Tiempo apilado por fase para cada configuración"),
+}
 FLOORS = ("floor-memory", "floor-read")
 NOTEBOOK = "06_analysis.ipynb"
 REPORT_SKIP_TAGS = ("no-report", "parameters", "injected-parameters")
@@ -807,7 +819,8 @@ def display_section(name: str, facts: dict[str, Any], lang: str = "en",
     display(Markdown(section(name, facts, lang)))
     for fig, where in FIGURES.items():
         if where == name and figures and fig in figures and Path(figures[fig]).is_file():
-            display(Image(filename=str(figures[fig])))
+            alt = ALT.get(fig, (fig, fig))[lang == "es"]
+            display(Image(filename=str(figures[fig]), metadata={"alt": alt}))
 
 
 # --------------------------------------------------------------------------- HTML export
@@ -817,6 +830,12 @@ _OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {% block jupyter_widgets %}{% endblock jupyter_widgets %}
+{% block data_png scoped %}
+<div class="jp-RenderedImage jp-OutputArea-output {{ extra_class }}">
+<img src="data:image/png;base64,{{ output.data['image/png'] | escape_html }}"
+alt="{{ (output | get_metadata('alt', 'image/png')) or 'figure' | escape_html }}">
+</div>
+{% endblock data_png %}
 """
 _REMOTE = re.compile(
     r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*[\"']?(?:https?:)?//", re.I)

@@ -27,8 +27,11 @@ __all__ = [
     "CHROMIUM",
     "CHROMIUM_ARGS",
     "MARK",
+    "REPO",
+    "SHOTS",
     "EngineWatch",
     "LabServer",
+    "describe",
     "free_port",
     "kill_marked",
     "marked_processes",
@@ -39,6 +42,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 MARK = "LABKIT_E2E_RUN"
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / "reports" / "screenshots"  # screenshots and the server log (git-ignored)
 PARAMETERS = {"preset": '"tiny"', "workers": "2", "repeats": "1"}  # Python source
 ENGINE_WORDS = ("ipengine", "ipyparallel.engine")
 # JupyterLab user settings: every cell attached to the DOM (no windowing), the preferred
