@@ -28,14 +28,18 @@ import numpy as np
 from labkit.errors import LabError
 
 __all__ = [
+    "COURSE_NAMES",
     "CSV_COLUMNS",
     "FLOOR_BACKENDS",
     "append_csv",
     "cli_main",
     "default_mode",
+    "format_table",
     "max_abs_diff",
     "measure_floors",
+    "parse_backends",
     "parse_workers",
+    "process_command",
     "read_csv",
     "row_from_result",
     "run_bench",
@@ -43,6 +47,7 @@ __all__ = [
     "summarize",
     "time_backend",
     "time_process",
+    "variant_name",
     "write_course_tsv",
     "write_text_atomic",
 ]
@@ -539,6 +544,33 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+def _run_group(cmd: list[str], timeout: float, what: str) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own process group; on timeout, Ctrl-C or any error, end the whole
+    group (mpiexec and its ranks too), so no orphan survives."""
+    import signal
+
+    proc = subprocess.Popen(cmd, env=_child_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException as exc:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=5)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise LabError(f"{what} run took longer than {timeout:.0f} s: stopped") from None
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def time_process(
     backend: str,
     stack: Any,
@@ -566,11 +598,7 @@ def time_process(
                               strategy=strategy, split=split, block_rows=block_rows)
         for _ in range(repeat):
             t0 = time.perf_counter()
-            try:
-                proc = subprocess.run(cmd, env=_child_env(), capture_output=True, text=True,
-                                      timeout=timeout, stdin=subprocess.DEVNULL)
-            except subprocess.TimeoutExpired:
-                raise LabError(f"{backend} run took longer than {timeout:.0f} s") from None
+            proc = _run_group(cmd, timeout, backend)
             wall = time.perf_counter() - t0
             if proc.returncode != 0:
                 msg = (proc.stderr.strip().splitlines() or ["no message"])[-1][:300]

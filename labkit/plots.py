@@ -367,7 +367,11 @@ def plot_breakdown(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str]) 
     ax.set_xticklabels([f"{s['variant']} ×{s['workers']}" for s in inproc], rotation=35,
                        ha="right", fontsize=8)
     ax.set_ylabel("seconds (median)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    order = [*phases, "other", "process start + write"]
+    handles = sorted(zip(*ax.get_legend_handles_labels(), strict=True),
+                     key=lambda hl: order.index(hl[1]) if hl[1] in order else len(order))
+    ax.legend(*zip(*handles, strict=True), fontsize=7, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0))
     _finish(fig, rows, "Where the time goes (black tick: in-process wall)")
     return _save(fig, out)
 

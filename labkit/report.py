@@ -244,11 +244,11 @@ def _title(f: dict[str, Any], lang: str) -> str:
     sub = _t(
         lang,
         f"Temporal mean and standard deviation of a stack of {d['n_dates']} intensity tiles "
-        f"of {d['tile']} px ({d['mib']:.1f} MiB of float32), timed on **{m['host']}** "
+        f"of {d['tile']} px ({d['mib']:.3g} MiB of float32), timed on **{m['host']}** "
         f"({m['cpu_model'] or 'unknown CPU'}, {m['cores_physical']} physical / "
         f"{m['cores_logical']} logical cores).",
         f"Promedio y desvío temporal de una pila de {d['n_dates']} recortes de intensidad "
-        f"de {d['tile']} px ({d['mib']:.1f} MiB en float32), medido en **{m['host']}** "
+        f"de {d['tile']} px ({d['mib']:.3g} MiB en float32), medido en **{m['host']}** "
         f"({m['cpu_model'] or 'CPU desconocida'}, {m['cores_physical']} núcleos físicos / "
         f"{m['cores_logical']} lógicos).",
     )
@@ -273,10 +273,10 @@ def _methodology(f: dict[str, Any], lang: str) -> str:
     lines = [
         _t(lang,
            f"Data: {src} (ISCE2 coarse-coregistered layout) → |S|² → multilook 4×4 → crop "
-           f"{d['tile']} → float32 GeoTIFF, {d['n_dates']} dates ({d['mib']:.1f} MiB).",
+           f"{d['tile']} → float32 GeoTIFF, {d['n_dates']} dates ({d['mib']:.3g} MiB).",
            f"Datos: {src} (estructura de corregistro grueso de ISCE2) → |S|² → multilook 4×4 "
            f"→ recorte {d['tile']} → GeoTIFF float32, {d['n_dates']} fechas "
-           f"({d['mib']:.1f} MiB)."),
+           f"({d['mib']:.3g} MiB)."),
         _t(lang,
            f"Kernel: per-pixel temporal mean and population std (float64 accumulation, "
            f"float32 output). Baseline: `sequential`. Parallel variants: {variants}, with "
@@ -456,7 +456,7 @@ def _scale(f: dict[str, Any], lang: str) -> str:
             p = next((p for p in f["scale"][v] if p["n_dates"] == n and p["tile"] == tile),
                      None)
             cells.append(f"{fmt_x(p['speedup'])}" if p else "—")
-        lines.append(f"| {n} × {tile} | {mib:.0f} | {fmt_s(t_seq)} | " + " | ".join(cells)
+        lines.append(f"| {n} × {tile} | {mib:.3g} | {fmt_s(t_seq)} | " + " | ".join(cells)
                      + " |")
     verdicts = []
     for v in variants:
@@ -466,18 +466,18 @@ def _scale(f: dict[str, Any], lang: str) -> str:
         if first is None:
             verdicts.append(_t(
                 lang,
-                f"`{v}` never beat sequential up to {pts[-1]['mib']:.0f} MiB "
+                f"`{v}` never beat sequential up to {pts[-1]['mib']:.3g} MiB "
                 f"(best {fmt_x(top['speedup'])} at {top['n_dates']} × {top['tile']}).",
-                f"`{v}` nunca le ganó al secuencial hasta {pts[-1]['mib']:.0f} MiB "
+                f"`{v}` nunca le ganó al secuencial hasta {pts[-1]['mib']:.3g} MiB "
                 f"(mejor {fmt_x(top['speedup'])} con {top['n_dates']} × {top['tile']})."))
         else:
             verdicts.append(_t(
                 lang,
-                f"`{v}` pays from {first['n_dates']} × {first['tile']} ({first['mib']:.0f} MiB, "
+                f"`{v}` pays from {first['n_dates']} × {first['tile']} ({first['mib']:.3g} MiB, "
                 f"{fmt_x(first['speedup'])}); best {fmt_x(top['speedup'])} at "
                 f"{top['n_dates']} × {top['tile']}.",
                 f"`{v}` conviene desde {first['n_dates']} × {first['tile']} "
-                f"({first['mib']:.0f} MiB, {fmt_x(first['speedup'])}); mejor "
+                f"({first['mib']:.3g} MiB, {fmt_x(first['speedup'])}); mejor "
                 f"{fmt_x(top['speedup'])} con {top['n_dates']} × {top['tile']}."))
     return head + "\n\n" + "\n".join(lines) + "\n\n" + "\n".join(f"- {v}" for v in verdicts)
 
@@ -501,11 +501,11 @@ def _why(f: dict[str, Any], lang: str) -> str:
     if fr and fm:
         s = _t(
             lang,
-            f"Floors for the {d['mib']:.1f} MiB: reading the files once takes at least "
+            f"Floors for the {d['mib']:.3g} MiB: reading the files once takes at least "
             f"{fmt_s(fr['wall'])} s ({fr['gbps']:.2f} GB/s, page cache warm) and streaming "
             f"them through memory {fmt_s(fm['wall'])} s ({fm['gbps']:.2f} GB/s). Sequential "
             f"ran at {seq['wall'] / fr['wall']:.1f}× the read floor",
-            f"Pisos para los {d['mib']:.1f} MiB: leer los archivos una vez lleva al menos "
+            f"Pisos para los {d['mib']:.3g} MiB: leer los archivos una vez lleva al menos "
             f"{fmt_s(fr['wall'])} s ({fr['gbps']:.2f} GB/s, page cache caliente) y recorrerlos "
             f"en memoria {fmt_s(fm['wall'])} s ({fm['gbps']:.2f} GB/s). El secuencial corrió a "
             f"{seq['wall'] / fr['wall']:.1f}× el piso de lectura")
@@ -606,9 +606,9 @@ def _limitations(f: dict[str, Any], lang: str) -> str:
            "del disco; en frío la lectura sería más lenta y los lectores en paralelo podrían "
            "pelear por el disco."),
         _t(lang,
-           f"{d['n_dates']} dates of {d['tile']} ({d['mib']:.1f} MiB) and a light kernel "
+           f"{d['n_dates']} dates of {d['tile']} ({d['mib']:.3g} MiB) and a light kernel "
            "(a few additions per sample): little work per byte.",
-           f"{d['n_dates']} fechas de {d['tile']} ({d['mib']:.1f} MiB) y un cálculo liviano "
+           f"{d['n_dates']} fechas de {d['tile']} ({d['mib']:.3g} MiB) y un cálculo liviano "
            "(unas pocas sumas por muestra): poco trabajo por byte."),
         _t(lang,
            f"{f['repeats']} timed repeats per configuration; the widest spread (min..max) was "
@@ -635,10 +635,10 @@ def _next(f: dict[str, Any], lang: str) -> str:
         items.append(_t(
             lang,
             f"More work per byte: the kernel spends {fmt_s(seq['compute'])} s on "
-            f"{f['data']['mib']:.1f} MiB; heavier kernels (speckle filters, coherence, "
+            f"{f['data']['mib']:.3g} MiB; heavier kernels (speckle filters, coherence, "
             "convolutions) or more dates give parallel compute something to win.",
             f"Más trabajo por byte: el cálculo usa {fmt_s(seq['compute'])} s para "
-            f"{f['data']['mib']:.1f} MiB; kernels más pesados (filtros de speckle, coherencia, "
+            f"{f['data']['mib']:.3g} MiB; kernels más pesados (filtros de speckle, coherencia, "
             "convoluciones) o más fechas le dan al cálculo paralelo algo para ganar."))
     if f["scale"]:
         firsts = []
@@ -650,17 +650,17 @@ def _next(f: dict[str, Any], lang: str) -> str:
             mib, v = min(firsts)
             items.append(_t(
                 lang,
-                f"On this machine use a parallel backend from about {mib:.0f} MiB of stack "
+                f"On this machine use a parallel backend from about {mib:.3g} MiB of stack "
                 f"(`{v}` breaks even there); below that, sequential is the right choice.",
-                f"En esta máquina conviene un backend paralelo desde unos {mib:.0f} MiB de "
+                f"En esta máquina conviene un backend paralelo desde unos {mib:.3g} MiB de "
                 f"pila (`{v}` empata ahí); por debajo, el secuencial es la opción correcta."))
         else:
             top = max(m for _, _, m, _ in f["scale_sizes"])
             items.append(_t(
                 lang,
-                f"Try still larger stacks: nothing beat sequential up to {top:.0f} MiB.",
+                f"Try still larger stacks: nothing beat sequential up to {top:.3g} MiB.",
                 f"Probar pilas aún más grandes: nada le ganó al secuencial hasta "
-                f"{top:.0f} MiB."))
+                f"{top:.3g} MiB."))
     mpi = {v: d for v, d in f["variants"].items() if v.startswith("mpi")}
     if len(mpi) >= 2:
         desc = ", ".join(f"`{v}` {fmt_s(d['top']['wall'])} s" for v, d in mpi.items())
@@ -1213,7 +1213,7 @@ def cli_main(args: Any) -> int:
         print(f"informe: {res['reports'][0]}")
         print(f"informe (es): {res['reports'][1]}")
         print(f"benchmarks: {res['csv']}; figures: {res['figures']}; executed notebooks: "
-              f"{res['reports'][0].parent / 'notebooks'} ({res['seconds']:.0f} s)")
+              f"{res['reports'][0].parent / 'notebooks'} ({res['seconds']:.3g} s)")
         return 0
     preset = getattr(args, "preset", None)
     tiles, slc = find_data(preset) if preset else (None, None)

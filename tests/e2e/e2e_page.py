@@ -117,6 +117,8 @@ def screenshot(page: Any, path: str, *, full: bool = False) -> None:
         height = page.evaluate(
             "() => { const n = document.querySelector('.jp-WindowedPanel-outer') ||"
             " document.querySelector('.jp-Notebook'); return n ? n.scrollHeight : 0; }")
+        page.evaluate("() => { const n = document.querySelector('.jp-WindowedPanel-outer');"
+                      " if (n) n.scrollTop = 0; }")
         size = page.viewport_size
         page.set_viewport_size({"width": size["width"], "height": min(12000, 200 + height)})
         page.wait_for_timeout(500)
