@@ -299,7 +299,7 @@ def start_cluster(n: int, *, timeout: float = 60) -> MpiCluster:
                                            f"{HEARTBEAT_MISSES}"],
                           profile_dir=profile_dir, config=cfg, delay=0,
                           # ERROR: a notebook cell shows no engine logs when they stop
-                          log_level=logging.ERROR, engine_timeout=int(timeout))
+                          log_level=logging.ERROR)
     client = None
     try:
         cluster.start_cluster_sync()

@@ -81,6 +81,8 @@ def test_bad_input_keeps_cluster(cluster, tiles, tmp_path):
         cluster.run(tmp_path / "nope")
     with pytest.raises(LabError, match="ddof=5"):
         cluster.run(tiles, ddof=5)
+    with pytest.raises(LabError, match="has 2 engines"):
+        compute("mpi", tiles, workers=3, pool=cluster)
     assert not cluster.stopped
     assert cluster.run(tiles).mean.shape == (40, 33)
 

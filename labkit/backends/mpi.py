@@ -434,9 +434,9 @@ def launch(stack: TileStack, workers: int, *, split: str = "rows",
             "ddof": ddof, "min_count": min_count, "out": tmp,
         }))
         cmd = [exe, "-n", str(workers), sys.executable, "-m", "labkit.backends.mpi", str(job)]
-        env = {**os.environ, **THREAD_ENV}
-        for var in (*_RANK_VARS, *_SIZE_VARS, "LABKIT_MPI_JOB"):
-            env.pop(var, None)
+        env = {k: v for k, v in os.environ.items()  # not a nested launcher's PMI/Hydra state
+               if not k.startswith(("PMI_", "PMIX_", "HYDI_", "OMPI_COMM_WORLD_"))}
+        env.update(THREAD_ENV)
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env, text=True,
@@ -519,7 +519,8 @@ def compute(stack: TileStack, *, workers: int = 1, split: str | None = None,
     ----------
     stack : TileStack
     workers : int, default 1
-        Ranks. Under ``mpiexec`` it must be 1 (the default) or the world size.
+        Ranks. Under ``mpiexec`` or with a cluster ``pool`` it must be 1 (the default:
+        every rank/engine) or the world size / engine count.
     split : {"rows", "dates"}, default "rows"
     block_rows, ddof, min_count, progress
         See :func:`spmd`.
@@ -530,6 +531,10 @@ def compute(stack: TileStack, *, workers: int = 1, split: str | None = None,
     if pool is not None:
         from labkit.cluster import run_on_engines
 
+        n = getattr(pool, "n", None)
+        if n is not None and workers not in (1, n):
+            raise LabError(f"workers={workers} but the MPI cluster has {n} engines: pass "
+                           f"workers={n} (or leave it out) or start a cluster of {workers}")
         return run_on_engines(pool, stack, split=split, block_rows=block_rows, ddof=ddof,
                               min_count=min_count)
     size = world_size()
@@ -538,8 +543,6 @@ def compute(stack: TileStack, *, workers: int = 1, split: str | None = None,
             raise LabError(f"--workers {workers} does not match mpiexec -n {size}: "
                            "leave --workers out under mpiexec")
     elif workers > 1:
-        if progress:
-            progress(0, 1)
         result = launch(stack, workers, split=split, block_rows=block_rows, ddof=ddof,
                         min_count=min_count)
         if progress:

@@ -253,9 +253,11 @@ class LabServer:
         return f"{self.url}/lab/tree/{notebook}?reset&token={self.token}"
 
     def shutdown_kernels(self, timeout: float = 30) -> None:
-        """Shut every session's kernel down (gracefully: pools and atexit hooks run)."""
+        """Shut every kernel (gracefully: pools and atexit hooks run) and terminal down."""
         for session in self.api("GET", "/api/sessions") or []:
             self.api("DELETE", f"/api/sessions/{session['id']}")
+        for term in self.api("GET", "/api/terminals") or []:
+            self.api("DELETE", f"/api/terminals/{term['name']}")
         deadline = time.monotonic() + timeout
         while self.api("GET", "/api/kernels") and time.monotonic() < deadline:
             time.sleep(0.3)

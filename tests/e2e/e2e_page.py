@@ -18,6 +18,7 @@ __all__ = [
     "open_notebook",
     "prompts",
     "run_all",
+    "run_in_terminal",
     "save_notebook",
     "screenshot",
     "wait_until_done",
@@ -103,6 +104,23 @@ def cell_errors(page: Any) -> list[str]:
     return [t for t in texts if ERROR_TEXT.search(t)]
 
 
+def run_in_terminal(page: Any, command: str, timeout: float = 60) -> Any:
+    """File → New → Terminal, type ``command`` + Enter; the terminal's locator.
+
+    Returns as soon as the command is typed (the caller waits for its effect).
+    """
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^File$")).click()
+    page.locator(".lm-Menu .lm-Menu-itemLabel", has_text=re.compile("^New$")).first.hover()
+    page.locator(".lm-Menu .lm-Menu-itemLabel", has_text=re.compile("^Terminal$")).first.click()
+    term = page.locator(".jp-Terminal").last
+    term.locator(".xterm-rows").filter(has_text=re.compile(r"[$#]")).wait_for(
+        timeout=timeout * 1000)  # the shell prompt
+    term.locator(".xterm-helper-textarea").focus()
+    page.keyboard.type(command)
+    page.keyboard.press("Enter")
+    return term
+
+
 def save_notebook(page: Any, timeout: float = 30) -> None:
     """File → Save Notebook; wait until the tab is no longer dirty."""
     _menu(page, "File", re.compile(r"^Save( Notebook)?$"))
@@ -152,10 +170,9 @@ def _move_slider(panel: Any) -> int | None:
     slider = panel.locator(".labkit-workers")
     if slider.count() == 0:
         return None
-    handle = slider.locator(".noUi-handle")
-    if handle.get_attribute("disabled") is not None or "mod-disabled" in (
-            slider.get_attribute("class") or ""):
+    if slider.locator(".noUi-target[disabled]").count():  # e.g. sequential: one process
         return None
+    handle = slider.locator(".noUi-handle")
     lo, now = (int(float(handle.get_attribute(a))) for a in ("aria-valuemin", "aria-valuenow"))
     handle.focus()
     handle.press("ArrowLeft" if now > lo else "ArrowRight")
