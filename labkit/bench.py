@@ -724,10 +724,12 @@ def run_bench(
 ) -> list[dict[str, Any]]:
     """Time every backend variant at every worker count; append rows to the CSV.
 
-    Sequential runs once (1 worker) and is the reference for ``max_abs_diff``. Each
-    configuration is timed in-process (``warmup`` + ``repeat`` runs) and, with
-    ``process``, as ``repeat`` fresh processes. Floors are measured first. Rows are
-    appended after each configuration, so an interrupted bench keeps what it measured.
+    Sequential runs with 1 worker only and is the reference for ``max_abs_diff``. The
+    configurations are timed in rounds (each once per round: ``warmup`` untimed rounds,
+    then ``repeat`` timed ones), so load from elsewhere spreads over all of them; with
+    ``process`` then ``process_repeat`` rounds of fresh processes. Floors are measured
+    first. Rows are appended after each round, so an interrupted bench keeps what it
+    measured.
 
     Parameters
     ----------
@@ -798,38 +800,51 @@ def run_bench(
             rows = measure_floors(stack, repeat=repeat, label=label)
             append_csv(csv_file, rows)
             written += rows
-        reference = None
-        for backend, strategy, split, w in configs:
-            bar.set_postfix_str(f"{variant_name(backend, strategy, split)} ×{w}")
-            results = time_backend(backend, stack, workers=w, strategy=strategy, split=split,
-                                   repeat=repeat, warmup=warmup, reference=reference,
-                                   progress=lambda *_: bar.update())
-            if reference is None:
-                reference = (results[0].mean, results[0].std)
-                for r in results:
-                    r.meta["max_abs_diff"] = max_abs_diff(r, reference)
-            rows = [row_from_result(r, repeat=i, label=label) for i, r in enumerate(results)]
-            if process:
-                inproc = statistics.median(r.timings["wall"] for r in results)
-                for i, p in enumerate(time_process(
-                        backend, stack, workers=w, strategy=strategy, split=split,
-                        repeat=p_repeat, reference=reference)):
-                    row = dict(rows[0], repeat=i, mode="process", wall_s=p["wall"],
-                               startup_s=max(0.0, p["wall"] - inproc), read_s="",
-                               compute_s="", merge_s="", write_s="", timestamp=_now(),
-                               gbps=results[0].bytes_read / p["wall"] / 1e9,
-                               max_abs_diff=p["max_abs_diff"])
-                    rows.append(row)
-                    bar.update()
+        reference: tuple[np.ndarray, np.ndarray] | None = None
+        walls: dict[tuple, list[float]] = {c: [] for c in configs}
+        template: dict[tuple, dict[str, Any]] = {}
+        # rounds: every configuration once per round (warm-up rounds first), so a burst
+        # of load from elsewhere spreads over all configurations instead of hitting one
+        for rnd in range(warmup + repeat):
+            rows = []
+            for cfg in configs:
+                backend, strategy, split, w = cfg
+                bar.set_postfix_str(f"{variant_name(backend, strategy, split)} ×{w}")
+                (res,) = time_backend(backend, stack, workers=w, strategy=strategy,
+                                      split=split, repeat=1, warmup=0, reference=reference)
+                bar.update()
+                if reference is None and backend == "sequential":
+                    reference = (res.mean, res.std)
+                    res.meta["max_abs_diff"] = 0.0
+                if rnd < warmup:
+                    continue
+                row = row_from_result(res, repeat=rnd - warmup, label=label)
+                template.setdefault(cfg, row)
+                walls[cfg].append(res.timings["wall"])
+                rows.append(row)
             append_csv(csv_file, rows)
             written += rows
-            for r in results:  # free the maps early; rows keep the numbers
-                r.mean = r.std = None
+        for rnd in range(p_repeat if process else 0):
+            rows = []
+            for cfg in configs:
+                backend, strategy, split, w = cfg
+                bar.set_postfix_str(f"{variant_name(backend, strategy, split)} ×{w} process")
+                (p,) = time_process(backend, stack, workers=w, strategy=strategy, split=split,
+                                    repeat=1, reference=reference)
+                bar.update()
+                rows.append(dict(
+                    template[cfg], repeat=rnd, mode="process", wall_s=p["wall"],
+                    startup_s=max(0.0, p["wall"] - statistics.median(walls[cfg])),
+                    read_s="", compute_s="", merge_s="", write_s="", timestamp=_now(),
+                    gbps=template[cfg]["bytes"] / p["wall"] / 1e9,
+                    max_abs_diff=p["max_abs_diff"]))
+            append_csv(csv_file, rows)
+            written += rows
     finally:
         bar.close()
     if written:
         tsv = Path(tsv_path) if tsv_path else csv_file.with_name("tiempos.tsv")
-        write_course_tsv([r for r in read_csv(csv_file) if r["run_id"] == _SESSION], tsv)
+        write_course_tsv(written, tsv)
     return written
 
 

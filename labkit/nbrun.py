@@ -113,6 +113,7 @@ def execute_notebook(
     client = NotebookClient(
         nb, timeout=timeout, kernel_name=kernel_name,
         resources={"metadata": {"path": str(workdir)}},
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no TCP-transport warning
     )
     try:
         client.execute()

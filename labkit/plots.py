@@ -31,6 +31,7 @@ __all__ = [
     "caption",
     "cli_main",
     "fit_amdahl",
+    "fit_time_model",
     "plot_all",
     "plot_breakdown",
     "plot_efficiency",
@@ -40,6 +41,7 @@ __all__ = [
     "plot_times",
     "read_ps_truth",
     "scale_rows",
+    "scaling_points",
     "select_main",
     "speedups",
 ]
@@ -147,29 +149,46 @@ def amdahl(workers: Any, serial_fraction: float) -> Any:
     return 1.0 / (serial_fraction + (1.0 - serial_fraction) / p)
 
 
-def fit_amdahl(workers: Sequence[float], speedup: Sequence[float]) -> float:
-    """Serial fraction ``s`` (0..1) of Amdahl's law fitted to measured speed-ups.
+def fit_time_model(workers: Sequence[float], speedup: Sequence[float]) -> tuple[float, float]:
+    """Least-squares ``a, b`` of the normalized time ``T(p)/T_seq = 1/S(p) = a + b/p``.
 
-    Least squares on the normalized time ``1/S(p) = s + (1 - s)/p``, which is linear in
-    ``s``: ``s = Σ x·y / Σ x²`` with ``x = 1 - 1/p`` and ``y = 1/S - 1/p``; clipped to
-    [0, 1] (a backend slower than sequential at every ``p`` fits ``s = 1``).
-
-    Returns
-    -------
-    float
-        The serial fraction, or NaN when no point has ``p > 1``.
+    ``a`` is the part that does not shrink with workers (serial work and fixed overhead),
+    ``b/p`` the part that does. Returns ``(nan, nan)`` without two distinct ``p``.
     """
     p = np.asarray(workers, dtype=float)
     sp = np.asarray(speedup, dtype=float)
     if p.shape != sp.shape:
         raise LabError(f"workers and speedup differ in length ({p.size} vs {sp.size})")
     ok = np.isfinite(sp) & (sp > 0) & (p >= 1)
-    x = 1.0 - 1.0 / p[ok]
-    y = 1.0 / sp[ok] - 1.0 / p[ok]
-    den = float(np.sum(x * x))
-    if den == 0.0:
+    x, y = 1.0 / p[ok], 1.0 / sp[ok]
+    if x.size < 2 or np.ptp(x) == 0:
+        return math.nan, math.nan
+    b = float(np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2))
+    return float(y.mean() - b * x.mean()), b
+
+
+def fit_amdahl(workers: Sequence[float], speedup: Sequence[float]) -> float:
+    """Serial fraction ``s`` (0..1) of Amdahl's law fitted to measured speed-ups.
+
+    Fits ``1/S(p) = a + b/p`` by least squares (:func:`fit_time_model`) and returns
+    ``s = a / (a + b)``: the share of the backend's own 1-worker time that does not
+    shrink with more workers. With ``S(1) = 1`` this is exactly Amdahl's
+    ``1/S = s + (1 - s)/p``; a backend with a fixed start-up cost gets it counted as
+    serial. ``1`` when more workers never helped, ``0`` when nothing stayed fixed.
+
+    Returns
+    -------
+    float
+        The serial fraction, or NaN without two distinct worker counts.
+    """
+    a, b = fit_time_model(workers, speedup)
+    if math.isnan(a):
         return math.nan
-    return float(np.clip(np.sum(x * y) / den, 0.0, 1.0))
+    if b <= 0:
+        return 1.0
+    if a <= 0:
+        return 0.0
+    return float(a / (a + b))
 
 
 def speedups(summary: Sequence[dict[str, Any]], mode: str = "in-process"
@@ -290,13 +309,17 @@ def plot_speedup(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str],
         frac = fit_amdahl(p, s)
         lab = v if math.isnan(frac) else f"{v} (Amdahl s = {frac:.2f})"
         ax.plot(p, s, "o-", color=colors[v], label=lab)
-        if not math.isnan(frac):
-            ax.plot(grid, amdahl(grid, frac), ":", color=colors[v], lw=1)
+        a, b = fit_time_model(p, s)
+        if not math.isnan(a) and b > 0:  # no curve for "more workers, slower"
+            with np.errstate(divide="ignore"):
+                ax.plot(grid, 1.0 / np.maximum(a + b / grid, 1e-9), ":", color=colors[v], lw=1)
     ax.set_xlabel("workers p (processes / threads / ranks)")
     ax.set_ylabel("speed-up S = T_sequential / T(p)")
     ax.set_xticks(sorted({d["workers"] for v in sp.values() for d in v}))
     ax.legend(fontsize=7)
-    _finish(fig, rows, f"Speed-up vs sequential ({mode}); dotted: fitted Amdahl")
+    ax.set_ylim(bottom=0, top=max(ax.get_ylim()[1], 1.1))
+    _finish(fig, rows, f"Speed-up vs sequential ({mode}); dotted: fitted Amdahl "
+            "1/S = a + b/p, s = a/(a+b)")
     return _save(fig, out)
 
 
@@ -385,7 +408,7 @@ def plot_scaling(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str]) ->
     sc = scale_rows(rows)
     if not sc:
         return None
-    points = _scaling_points(sc)
+    points = scaling_points(sc)
     if not points:
         return None
     colors = _variant_colors(points)
@@ -405,7 +428,7 @@ def plot_scaling(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str]) ->
     return _save(fig, out)
 
 
-def _scaling_points(sc: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def scaling_points(sc: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """``{variant: [{n_dates, tile, mib, workers, speedup, wall, t_seq}]}`` by size."""
     summ = [s for s in _summary(sc) if s["mode"] == "in-process"]
     out: dict[str, list[dict[str, Any]]] = {}

@@ -143,7 +143,7 @@ def analyze(rows: Sequence[dict[str, Any]], *, label: str | None = None,
         ``best``, ``floors``, ``process``, ``scale``, ``repeats``, ``spread``, ...
     """
     from labkit.bench import summarize
-    from labkit.plots import _scaling_points, fit_amdahl, scale_rows, select_main
+    from labkit.plots import fit_amdahl, fit_time_model, scale_rows, scaling_points, select_main
 
     if not rows:
         raise LabError("the benchmark CSV is empty: run `labkit bench` first")
@@ -189,7 +189,10 @@ def analyze(rows: Sequence[dict[str, Any]], *, label: str | None = None,
         v["top"] = max((c for c in cs if not c["oversubscribed"]), default=cs[-1],
                        key=lambda c: c["workers"])
         v["best"] = min(cs, key=lambda c: c["wall"])
-        v["fit"] = fit_amdahl([c["workers"] for c in cs], [c["speedup"] for c in cs])
+        ps, sps = [c["workers"] for c in cs], [c["speedup"] for c in cs]
+        v["fit"] = fit_amdahl(ps, sps)
+        a, _ = fit_time_model(ps, sps)
+        v["ceiling"] = (1.0 / a if a > 0 else math.inf) if not math.isnan(a) else math.nan
         v["name"] = cs[0]["variant"]
     floors = {s["backend"]: s for s in summ if s["backend"] in FLOORS}
     others = [c for c in configs if c["backend"] != "sequential"]
@@ -197,7 +200,7 @@ def analyze(rows: Sequence[dict[str, Any]], *, label: str | None = None,
     spread_c = max(configs, key=lambda c: (c["wall_max"] - c["wall_min"]) / c["wall"])
     seq_proc = proc.get(("sequential", 1))
     sc = scale_rows(rows)
-    scale = _scaling_points(sc) if sc else {}
+    scale = scaling_points(sc) if sc else {}
     scale_seq = sorted({(p["n_dates"], p["tile"], p["mib"], p["t_seq"])
                         for pts in scale.values() for p in pts}, key=lambda t: t[2])
     return {
@@ -541,16 +544,23 @@ def _why(f: dict[str, Any], lang: str) -> str:
                 f"{_faster(lang, t['speedup'])}: arranque y unión costaron "
                 f"{fmt_s(t['overhead'])} s de {fmt_s(t['wall'])} s")
         if v["fit"] >= 0.995:
-            why += _t(lang, "; Amdahl fit: serial fraction ≈ 1, i.e. adding workers did not "
-                            "buy time against sequential",
-                      "; ajuste de Amdahl: fracción serial ≈ 1, o sea sumar workers no le "
-                      "ganó tiempo al secuencial")
+            why += _t(lang, "; Amdahl fit: serial fraction ≈ 1, i.e. more workers did not "
+                            "make it faster",
+                      "; ajuste de Amdahl: fracción serial ≈ 1, o sea más workers no lo "
+                      "hicieron más rápido")
+        elif v["fit"] <= 0.005:
+            why += _t(lang, "; Amdahl fit: no serial part measured yet (it scaled perfectly "
+                            "over the workers tried)",
+                      "; ajuste de Amdahl: todavía no se mide parte serial (escaló perfecto "
+                      "con los workers probados)")
         elif not math.isnan(v["fit"]):
-            cap = "∞" if v["fit"] == 0 else fmt_x(1 / v["fit"])
-            why += _t(lang, f"; Amdahl fit: serial fraction {v['fit']:.2f}, so at most {cap} "
-                            "with any number of workers",
-                      f"; ajuste de Amdahl: fracción serial {v['fit']:.2f}, o sea a lo sumo "
-                      f"{cap} con cualquier cantidad de workers")
+            why += _t(lang, f"; Amdahl fit: serial fraction {v['fit']:.2f} of its own run, so "
+                            f"at most {fmt_x(1 / v['fit'])} its 1-worker speed and "
+                            f"{fmt_x(v['ceiling'])} sequential's with any number of workers",
+                      f"; ajuste de Amdahl: fracción serial {v['fit']:.2f} de su propia "
+                      f"corrida, o sea a lo sumo {fmt_x(1 / v['fit'])} su velocidad con 1 "
+                      f"worker y {fmt_x(v['ceiling'])} la del secuencial con cualquier "
+                      "cantidad de workers")
         bullets.append(why + ".")
     if bullets:
         out.append("\n".join(f"- {b}" for b in bullets))
@@ -560,12 +570,12 @@ def _why(f: dict[str, Any], lang: str) -> str:
             lang,
             f"As a whole process, sequential took {fmt_s(seq['process_wall'])} s: "
             f"{fmt_s(extra)} s ({_pct(extra / seq['process_wall'])}) is interpreter start, "
-            "imports (NumPy, rasterio, Numba) and writing the two GeoTIFFs — the cost the "
+            "imports of the scientific stack and writing the two GeoTIFFs — the cost the "
             "course's `/usr/bin/time` included",
             f"Como proceso completo, el secuencial tardó {fmt_s(seq['process_wall'])} s: "
             f"{fmt_s(extra)} s ({_pct(extra / seq['process_wall'])}) son arranque del "
-            "intérprete, imports (NumPy, rasterio, Numba) y escritura de los dos GeoTIFF — el "
-            "costo que incluía el `/usr/bin/time` del curso")
+            "intérprete, imports de las bibliotecas científicas y escritura de los dos "
+            "GeoTIFF — el costo que incluía el `/usr/bin/time` del curso")
         withp = [c for c in f["configs"] if c["backend"] != "sequential" and c["process_wall"]]
         if withp:
             worst = max(withp, key=lambda c: c["process_extra"])
@@ -1096,10 +1106,11 @@ def full_report(
     1. Tiles: the synthetic ``preset`` (synthesized and prepped if missing), or the real
        SLC stack ``data`` prepped with the largest square crop ≤ 1024 that fits.
     2. Bench (label ``main``): every available backend variant at 1..N workers
-       (N = logical cores), in-process and whole-process; floors. A previous
-       ``benchmarks/resultados.csv`` is kept as ``resultados.<stamp>.csv``.
-    3. Scale (label ``scale``): sequential and every variant at N workers on bigger
-       stacks built from the tiles (:func:`scaled_stack`): more dates, bigger tiles.
+       (N = logical cores), 5 in-process repeats and 3 whole-process runs; floors. A
+       previous ``benchmarks/resultados.csv`` is kept as ``resultados.<stamp>.csv``.
+    3. Scale (label ``scale``): sequential and every variant at N workers (3 repeats)
+       on bigger stacks built from the tiles (:func:`scaled_stack`): 5×256², 5×1024²,
+       12×1024², 24×1024², 24×2048², 48×2048² (768 MiB).
     4. Figures, notebooks 01–05 (whichever exist; executed copies under
        ``reports/notebooks/``), and 06_analysis → ``reports/informe.html`` and
        ``reports/informe_es.html``.
@@ -1108,7 +1119,8 @@ def full_report(
     ----------
     preset : str, default "seed"
     quick : bool
-        Fewer repeats and smaller scale sizes (the test suite uses ``tiny`` + quick).
+        2 repeats, 1 whole-process run, scale sizes 4×32², 8×T², 16×(2T)² (the test
+        suite runs ``tiny`` + quick).
     data : path, optional
         Real SLC stack (``REPORT_DATA``) instead of the preset.
     home : path, optional
@@ -1151,18 +1163,18 @@ def full_report(
     old = _rotate(csv_file)
     if old:
         _say(f"previous results kept as {old}")
-    repeat, warmup = (2, 1) if quick else (3, 1)
+    repeat, warmup = (2, 1) if quick else (5, 1)
     _say(f"bench: {', '.join(backends)} at workers {counts} ({repeat} repeats, in-process "
          "and whole-process)")
     run_bench(tiles, backends=backends, workers=counts, repeat=repeat, warmup=warmup,
               csv_path=csv_file, process=True, label="main", progress=sys.stderr.isatty(),
-              process_repeat=1 if quick else repeat)
+              process_repeat=1 if quick else 3)
     # the scaled experiment: more dates, bigger tiles (built from the tiles above)
     stack_side = int(tiles.name.rsplit("x", 1)[-1]) if "x" in tiles.name else 64
     if quick:
         sizes = [(4, 32), (8, stack_side), (16, 2 * stack_side)]
     else:
-        sizes = [(5, 256), (5, 1024), (12, 1024), (24, 1024), (24, 2048)]
+        sizes = [(5, 256), (5, 1024), (12, 1024), (24, 1024), (24, 2048), (48, 2048)]
     top = [max(counts)]
     for n, side in sizes:
         if not quick and (n, side) == (5, stack_side) and preset == "seed" and not data:
@@ -1170,7 +1182,7 @@ def full_report(
         else:
             src = scaled_stack(tiles, data_root / "scale" / f"d{n}_{side}x{side}", n, side)
         _say(f"scale: {n} dates × {side}x{side}")
-        run_bench(src, backends=backends, workers=top, repeat=2 if not quick else 1,
+        run_bench(src, backends=backends, workers=top, repeat=3 if not quick else 1,
                   warmup=1, csv_path=csv_file, process=False, label="scale", floors=False,
                   progress=sys.stderr.isatty())
     _say("figures")

@@ -80,8 +80,15 @@ def test_amdahl_fit_recovers_the_serial_fraction():
     rng = np.random.default_rng(1)
     t = 2.0 * (0.25 + 0.75 / p) * (1 + 0.01 * rng.standard_normal(p.size))
     assert plots.fit_amdahl(p, 2.0 / t) == pytest.approx(0.25, abs=0.02)
-    assert plots.fit_amdahl([1, 2, 4], [0.5, 0.6, 0.7]) == 1.0  # slower everywhere
+    # a fixed start-up cost c (in units of T_sequential) counts as serial work
+    c, s = 0.5, 0.2
+    t = c + s + (1 - s) / p
+    assert plots.fit_amdahl(p, 1 / t) == pytest.approx((c + s) / (c + 1), abs=1e-12)
+    assert plots.fit_time_model(p, 1 / t) == pytest.approx((c + s, 1 - s))
+    assert plots.fit_amdahl([1, 2, 4], [0.7, 0.6, 0.5]) == 1.0  # more workers, slower
+    assert plots.fit_amdahl([1, 2, 4], [1.0, 2.0, 4.0]) == pytest.approx(0.0, abs=1e-12)
     assert np.isnan(plots.fit_amdahl([1], [1.0]))
+    assert np.isnan(plots.fit_amdahl([2, 2], [1.0, 1.1]))
     assert plots.amdahl(4, 0.25) == pytest.approx(1 / (0.25 + 0.75 / 4))
     with pytest.raises(LabError):
         plots.fit_amdahl([1, 2], [1.0])

@@ -154,3 +154,33 @@ def test_full_report_quick_tiny_end_to_end(tmp_path: Path, monkeypatch: pytest.M
         assert report.check_offline(html) == []
     assert (tmp_path / "reports" / "notebooks" / "06_analysis.ipynb").is_file()
     assert not res["failed"]
+
+
+@pytest.mark.slow
+def test_execute_notebook_injects_parameters(tmp_path: Path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from labkit.nbrun import execute_notebook
+
+    params = new_code_cell("x = 1\nname = 'a'")
+    params.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[new_code_cell("import os\nstart = os.getcwd()"), params,
+                             new_code_cell("y = x * 2\nassert y == 6, y\nprint(name, y)")])
+    path = tmp_path / "p.ipynb"
+    nbformat.write(nb, path)
+    out = tmp_path / "out" / "p.ipynb"
+    done = execute_notebook(path, {"x": 3, "name": "ñ"}, out_path=out, cwd=tmp_path)
+    tags = [c.metadata.get("tags", []) for c in done.cells]
+    assert tags[2] == ["injected-parameters"] and "x = 3" in done.cells[2].source
+    assert done.cells[3].outputs[0]["text"] == "ñ 6\n"
+    assert nbformat.read(out, as_version=4).cells[3].outputs  # executed copy written
+    assert nbformat.read(path, as_version=4).cells[1].source == "x = 1\nname = 'a'"  # untouched
+    with pytest.raises(LabError, match=r"p.ipynb: cell 3 failed with AssertionError: 2"):
+        execute_notebook(path, {"x": 1}, out_path=out)
+    failed = nbformat.read(out, as_version=4)  # kept for reading the traceback
+    assert failed.cells[3].outputs[0]["output_type"] == "error"
+    with pytest.raises(LabError, match="does not exist"):
+        execute_notebook(tmp_path / "none.ipynb", {})
+    with pytest.raises(LabError, match="not a Python name"):
+        execute_notebook(path, {"bad-name": 1})

@@ -47,12 +47,14 @@ SHOTS = REPO / "reports" / "screenshots"  # screenshots and the server log (git-
 PARAMETERS = {"preset": '"tiny"', "workers": "2", "repeats": "1"}  # Python source
 ENGINE_WORDS = ("ipengine", "ipyparallel.engine")
 # JupyterLab user settings: every cell attached to the DOM (no windowing), the preferred
-# kernel started without asking, no news/update checks (no network here).
+# kernel started without asking, no news/update checks (no network here), terminal
+# text readable in the DOM.
 LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none",
                                                "autoStartDefaultKernel": True},
     "@jupyterlab/apputils-extension/notification": {"fetchNews": "false",
                                                     "checkForUpdates": False},
+    "@jupyterlab/terminal-extension/plugin": {"screenReaderMode": True},  # text in the DOM
 }
 
 

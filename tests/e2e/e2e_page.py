@@ -113,8 +113,8 @@ def run_in_terminal(page: Any, command: str, timeout: float = 60) -> Any:
     page.locator(".lm-Menu .lm-Menu-itemLabel", has_text=re.compile("^New$")).first.hover()
     page.locator(".lm-Menu .lm-Menu-itemLabel", has_text=re.compile("^Terminal$")).first.click()
     term = page.locator(".jp-Terminal").last
-    term.locator(".xterm-rows").filter(has_text=re.compile(r"[$#]")).wait_for(
-        timeout=timeout * 1000)  # the shell prompt
+    term.locator(".xterm-accessibility-tree").filter(has_text=re.compile(r"[$#]")).wait_for(
+        timeout=timeout * 1000)  # the shell prompt (screen reader mode: text in the DOM)
     term.locator(".xterm-helper-textarea").focus()
     page.keyboard.type(command)
     page.keyboard.press("Enter")
@@ -138,7 +138,7 @@ def screenshot(page: Any, path: str, *, full: bool = False) -> None:
         page.evaluate("() => { const n = document.querySelector('.jp-WindowedPanel-outer');"
                       " if (n) n.scrollTop = 0; }")
         size = page.viewport_size
-        page.set_viewport_size({"width": size["width"], "height": min(12000, 200 + height)})
+        page.set_viewport_size({"width": size["width"], "height": min(12000, max(size["height"], 200 + height))})
         page.wait_for_timeout(500)
         try:
             page.screenshot(path=path)

@@ -109,7 +109,7 @@ def _check_informe(page: Any, lab: Any, started: float) -> None:
         found = re.search(r"^labkit report .*--out (\S+)$", printed, re.M)
         assert found, "no HTML written and no `labkit report ... --out HTML` command shown"
         term = run_in_terminal(page, found.group(0))
-        term.locator(".xterm-rows").filter(has_text="informe:").wait_for(
+        term.locator(".xterm-accessibility-tree").filter(has_text="informe:").wait_for(
             timeout=REPORT_TIMEOUT_S * 1000)
         page.screenshot(path=str(SHOTS / "06_analysis-terminal.png"))
         page.locator(".lm-DockPanel .lm-TabBar-tab", has_text="06_analysis").click()
