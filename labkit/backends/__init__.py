@@ -53,7 +53,7 @@ class Result:
     mean, std : (rows, cols) float32 arrays
     timings : dict of str to float
         Seconds: ``wall`` (the whole compute call), ``startup`` (pool/cluster start, 0 if
-        reused) and each of :data:`PHASES` (write is filled by :func:`run`).
+        reused), ``jit`` (loading the compiled kernel in this process, outside ``wall``) and each of :data:`PHASES` (write is filled by :func:`run`).
     bytes_read : int
         Bytes of tile data read from files.
     meta : dict
@@ -120,7 +120,7 @@ def compute(
     progress : callable(done, total), optional
         Called as work completes.
     """
-    from labkit.stats import check_ddof
+    from labkit.stats import check_ddof, warm_up
 
     backend, strategy, split = resolve(backend, strategy, split)
     if not isinstance(workers, int) or workers < 1:
@@ -132,6 +132,7 @@ def compute(
     if min_count is not None and not 1 <= min_count <= stack.n_dates:
         raise LabError(f"min_count={min_count} out of range: valid is 1..{stack.n_dates}")
     module = importlib.import_module(BACKENDS[backend][0])
+    jit_s = warm_up(min_count) if backend in ("sequential", "threads") else 0.0
     t0 = time.perf_counter()
     result: Result = module.compute(
         stack, workers=workers, strategy=strategy, split=split, block_rows=block_rows,
@@ -140,6 +141,7 @@ def compute(
     result.timings["wall"] = time.perf_counter() - t0
     for phase in ("startup", *PHASES):
         result.timings.setdefault(phase, 0.0)
+    result.timings["jit"] = result.timings.get("jit", 0.0) + jit_s  # kernel load, not in wall
     result.meta.update(
         backend=backend, strategy=strategy, split=split, workers=workers, ddof=ddof,
         min_count=min_count, n_dates=stack.n_dates, rows=stack.rows, cols=stack.cols,

@@ -59,7 +59,15 @@ import numpy as np
 from labkit.backends import IO_BLOCK_ROWS, Result
 from labkit.errors import Interrupted, LabError
 from labkit.io import TileStack, open_stack, read_block
-from labkit.stats import Accumulator, Partial, cache_block_rows, finalize, merge, reduce_stack
+from labkit.stats import (
+    Accumulator,
+    Partial,
+    cache_block_rows,
+    finalize,
+    merge,
+    reduce_stack,
+    warm_up,
+)
 
 __all__ = [
     "SPLITS",
@@ -137,10 +145,7 @@ def _warm_kernel(split: str, min_count: int | None) -> float:
     """Load the kernel :func:`reduce_stack` will use (the fused one imports Numba, ≈0.5 s
     in a fresh process) on a 1-pixel stack, so that cost is timed as start-up, not
     compute. Returns seconds."""
-    t0 = time.perf_counter()
-    if split == "rows":
-        reduce_stack(np.ones((1, 1, 1), np.float32), min_count=min_count)
-    return time.perf_counter() - t0
+    return warm_up(min_count) if split == "rows" else 0.0
 
 
 def _rows_local(stack: TileStack, rank: int, size: int, br: int, ddof: int,

@@ -112,14 +112,10 @@ def _warm_kernel() -> None:
 
     Never raises: if the kernel cannot load, the run itself reports why.
     """
-    import numpy as np
+    from labkit.stats import warm_up
 
-    from labkit.stats import reduce_stack
-
-    z = np.zeros((3, 2, 2), np.float32)
     with contextlib.suppress(Exception):
-        reduce_stack(z)  # contiguous blocks (sequential, threads)
-        reduce_stack(z[:2, :1])  # strided views of a bigger array (mem's shared block)
+        warm_up()
 
 
 if os.environ.get("LABKIT_FORKSERVER") == "1":  # imported by the forkserver (PRELOAD):
