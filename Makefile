@@ -8,11 +8,12 @@ export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: help venv test lint lab data report bench clean
+.PHONY: help venv test test-e2e lint lab data report bench clean
 
 help:
 	@echo "make report  - run the whole lab and write reports/informe.html"
 	@echo "make test    - lint + unit tests + notebooks (tiny preset)"
+	@echo "make test-e2e - every notebook in JupyterLab + headless Chromium (tiny preset)"
 	@echo "make lab     - JupyterLab on notebooks/ (token auth on)"
 	@echo "make data    - synthetic '$(PRESET)' stack + its intensity tiles under data/"
 
@@ -30,6 +31,16 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
+
+$(VENV)/.e2e-installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,e2e]'
+	touch $@
+
+# JupyterLab + headless Debian chromium (installed here if missing: needs root, as in CI)
+test-e2e: $(VENV)/.e2e-installed
+	test -x /usr/bin/chromium || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	$(BIN)/python -m pytest -q -m e2e tests/e2e
 
 lab: $(STAMP) data
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 \

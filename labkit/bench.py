@@ -721,6 +721,7 @@ def run_bench(
     progress: bool = True,
     tsv_path: str | os.PathLike[str] | None = None,
     process_repeat: int | None = None,
+    course_tsv: bool = True,
 ) -> list[dict[str, Any]]:
     """Time every backend variant at every worker count; append rows to the CSV.
 
@@ -753,6 +754,8 @@ def run_bench(
         Show a tqdm bar on stderr.
     tsv_path : path, optional
         The course's two-column file; default ``tiempos.tsv`` beside the CSV.
+    course_tsv : bool, default True
+        Write the course's table (``tsv_path``) from this run's rows.
     process_repeat : int, optional
         Whole-process runs per configuration (default ``repeat``; no warm-up: the page
         cache is warm from the in-process runs).
@@ -842,7 +845,7 @@ def run_bench(
             written += rows
     finally:
         bar.close()
-    if written:
+    if written and course_tsv:
         tsv = Path(tsv_path) if tsv_path else csv_file.with_name("tiempos.tsv")
         write_course_tsv(written, tsv)
     return written
@@ -850,12 +853,12 @@ def run_bench(
 
 def format_table(summary: Sequence[dict[str, Any]]) -> str:
     """A plain-text table of :func:`summarize` output (one line per configuration)."""
-    lines = [f"{'variant':28} {'mode':10} {'workers':>7} {'median s':>9} {'min..max s':>15} "
+    lines = [f"{'variant':28} {'mode':10} {'workers':>7} {'median s':>9} {'min..max s':>19} "
              f"{'max|Δ|':>8}"]
     for s in summary:
         diff = "" if s["max_abs_diff"] is None else f"{s['max_abs_diff']:.2g}"
-        lines.append(f"{s['variant']:28} {s['mode']:10} {s['workers']:>7} {s['wall']:>9.4f} "
-                     f"{s['wall_min']:>7.4f}..{s['wall_max']:<7.4f} {diff:>8}")
+        lines.append(f"{s['variant']:28} {s['mode']:10} {s['workers']:>7} {s['wall']:>9.4g} "
+                     f"{s['wall_min']:>9.4g}..{s['wall_max']:<9.4g} {diff:>8}")
     return "\n".join(lines)
 
 

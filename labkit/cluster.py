@@ -1,7 +1,9 @@
 """ipyparallel MPI engines for the notebook (05_mpi): start, run the MPI backend, stop.
 
-``ipp.Cluster(engines="mpi", n=n)`` starts a controller and ``mpiexec -n n`` engines, all
-on the loopback interface (``127.0.0.1``) with a private, temporary profile folder. The
+``ipp.Cluster(engines="mpi", n=n)`` starts a controller and ``mpiexec.gforker -n n``
+engines (MPICH's single-node launcher, which opens no TCP port; Hydra's ``mpiexec`` where
+gforker is missing), all on the loopback interface (``127.0.0.1``, MPI traffic included:
+:data:`LOOPBACK_ENV`) with a private, temporary profile folder. The
 engines form one MPI world, so the MPI backend's SPMD function
 (:func:`labkit.backends.mpi.spmd`) runs on them exactly as under ``mpiexec`` — but the
 interpreters stay warm between runs, so a run pays no start-up.
@@ -33,7 +35,7 @@ from labkit.backends import Result
 from labkit.errors import Interrupted, LabError
 from labkit.io import TileStack
 
-__all__ = ["RUN_TIMEOUT_S", "MpiCluster", "run_on_engines", "start_cluster"]
+__all__ = ["LOOPBACK_ENV", "RUN_TIMEOUT_S", "MpiCluster", "run_on_engines", "start_cluster"]
 
 RUN_TIMEOUT_S = 600.0  # seconds a run on the engines may take before the cluster is stopped
 STOP_TIMEOUT_S = 10.0  # seconds to wait for processes to exit before killing them
@@ -42,6 +44,8 @@ POLL_S = 0.1  # seconds between checks that every engine is still alive during a
 # on 2 cores); 500 ms gives ~3 s. 20 misses (10 s) before an engine is declared dead.
 HEARTBEAT_MS = 500
 HEARTBEAT_MISSES = 20
+# MPI traffic between engines on the loopback interface only (UCX and libfabric TCP)
+LOOPBACK_ENV = {"UCX_NET_DEVICES": "lo", "FI_TCP_IFACE": "lo", "FI_SOCKETS_IFACE": "lo"}
 
 
 def _engine_info() -> tuple[int, int, int]:
@@ -287,10 +291,12 @@ def start_cluster(n: int, *, timeout: float = 60) -> MpiCluster:
     from labkit.backends.mpi import THREAD_ENV, mpiexec_path
 
     cfg = Config()
-    cfg.MPIEngineSetLauncher.mpi_cmd = [mpiexec_path()]
+    # gforker (single-node, pipes) opens no TCP port; Hydra's PMI port binds 0.0.0.0
+    gforker = Path(mpiexec_path()).with_name("mpiexec.gforker")
+    cfg.MPIEngineSetLauncher.mpi_cmd = [str(gforker) if gforker.is_file() else mpiexec_path()]
     profile_dir = tempfile.mkdtemp(prefix="labkit-ipp-")
     private = {"IPYTHONDIR": profile_dir}  # no user startup files on the engines
-    cfg.MPIEngineSetLauncher.environment = {**THREAD_ENV, **private}
+    cfg.MPIEngineSetLauncher.environment = {**THREAD_ENV, **LOOPBACK_ENV, **private}
     cfg.LocalControllerLauncher.environment = private
     t0 = time.perf_counter()
     cluster = ipp.Cluster(engines="mpi", n=n, controller_ip="127.0.0.1",

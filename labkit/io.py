@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -20,7 +21,9 @@ import numpy as np
 from labkit.errors import LabError
 
 __all__ = [
+    "READ_OPTIONS",
     "TILE_SUFFIX",
+    "StackReader",
     "TileStack",
     "atomic_outputs",
     "check_writable",
@@ -55,19 +58,66 @@ def date_from_name(path: str | os.PathLike[str]) -> str:
 def check_writable(path: str | os.PathLike[str]) -> Path:
     """Check that ``path`` can be written (its folder exists and is writable).
 
-    Returns the path as a :class:`~pathlib.Path`. Nothing is created.
+    Returns the path as a :class:`~pathlib.Path`. Nothing visible is created: the folder
+    is probed with an anonymous temporary file (``os.access`` says yes to root everywhere,
+    even in ``/proc`` or on a read-only mount).
     """
     p = Path(path)
     if p.is_dir():
         raise LabError(f"output {p} is a folder: give a file name such as {p / 'mean.tif'}")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
+        if parent.exists():
+            raise LabError(f"cannot write {p}: {parent} is a file, not a folder")
         raise LabError(f"cannot write {p}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise LabError(f"cannot write {p}: folder {parent} is not writable")
     if p.exists() and not os.access(p, os.W_OK):
         raise LabError(f"cannot write {p}: the file exists and is read-only")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise LabError(f"cannot write {p}: folder {parent} is not writable ({exc.strerror})"
+                       ) from None
     return p
+
+
+def _umask() -> int:
+    """The process umask (read from /proc on Linux: setting it to read it races threads)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _write_failed(target: Path) -> LabError:
+    """One line for data that did not reach the disk (disk full, file-size limit)."""
+    try:
+        free = f"{shutil.disk_usage(target.parent).free / 1e6:.0f} MB free there"
+    except OSError:
+        free = "free space unknown"
+    return LabError(f"cannot write {target}: the data did not reach the disk ({free}; disk "
+                    "full or a file-size limit?); nothing was replaced")
+
+
+def _check_complete(tmp: Path, target: Path, height: int, width: int) -> None:
+    """Read a just-closed float32 GeoTIFF back whole. GDAL reports a failed flush at close
+    (disk full, file-size limit) only on stderr and leaves a short or broken file."""
+    import rasterio
+
+    try:
+        broken = tmp.stat().st_size < height * width * 4  # uncompressed float32 samples
+        if not broken:
+            with rasterio.open(tmp) as ds:
+                ds.read(1)
+    except (OSError, rasterio.errors.RasterioError):
+        broken = True
+    if broken:
+        raise _write_failed(target)
 
 
 @contextlib.contextmanager
@@ -75,17 +125,24 @@ def atomic_outputs(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Pat
     """Yield temporary paths beside ``paths``; on success rename each onto its target.
 
     On any error (including Ctrl-C) the temporaries are removed and the targets are left
-    as they were.
+    as they were. Outputs get the usual permissions (``0o666`` minus the umask), not the
+    temporaries' ``0o600``.
     """
     targets = [check_writable(p) for p in paths]
     temps: list[Path] = []
     try:
         for t in targets:
-            fd, name = tempfile.mkstemp(prefix=f".{t.name}.", suffix=".tmp", dir=t.parent or ".")
+            try:
+                fd, name = tempfile.mkstemp(prefix=f".{t.name}.", suffix=".tmp",
+                                            dir=t.parent or ".")
+            except OSError as exc:
+                raise LabError(f"cannot write {t}: {exc.strerror}") from None
             os.close(fd)
             temps.append(Path(name))
         yield temps
+        mode = 0o666 & ~_umask()
         for tmp, t in zip(temps, targets, strict=True):
+            os.chmod(tmp, mode)
             os.replace(tmp, t)
     finally:
         for tmp in temps:
@@ -93,7 +150,8 @@ def atomic_outputs(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Pat
                 tmp.unlink()
 
 
-def _write_tif(path: Path, array: np.ndarray) -> None:
+def _write_tif(path: Path, array: np.ndarray, target: Path | None = None) -> None:
+    """Write ``array`` to ``path`` (a temporary); errors name ``target``."""
     import rasterio
     from rasterio.transform import Affine
 
@@ -106,13 +164,19 @@ def _write_tif(path: Path, array: np.ndarray) -> None:
         "nodata": float("nan"),
         "transform": Affine.identity(),
     }
+    target = path if target is None else target
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NotGeoreferencedWarning: tiles are in radar geometry
         try:
-            with rasterio.open(path, "w", **profile) as dst:
-                dst.write(np.asarray(array, dtype=np.float32), 1)
+            dst = rasterio.open(path, "w", **profile)
         except (OSError, rasterio.errors.RasterioIOError) as exc:
-            raise LabError(f"cannot write {path}: {exc}") from None
+            raise LabError(f"cannot write {target}: {exc}") from None
+        try:
+            with dst:
+                dst.write(np.asarray(array, dtype=np.float32), 1)
+        except (OSError, rasterio.errors.RasterioError):
+            raise _write_failed(target) from None
+    _check_complete(path, target, array.shape[0], array.shape[1])
 
 
 def write_geotiffs(items: Mapping[str | os.PathLike[str], np.ndarray]) -> None:
@@ -121,8 +185,8 @@ def write_geotiffs(items: Mapping[str | os.PathLike[str], np.ndarray]) -> None:
         if np.ndim(a) != 2:
             raise LabError(f"can only write 2-D arrays, got shape {np.shape(a)}")
     with atomic_outputs(list(items)) as temps:
-        for tmp, array in zip(temps, items.values(), strict=True):
-            _write_tif(tmp, array)
+        for tmp, array, target in zip(temps, items.values(), items, strict=True):
+            _write_tif(tmp, array, Path(target))
 
 
 def write_geotiff(path: str | os.PathLike[str], array: np.ndarray) -> None:
@@ -160,17 +224,25 @@ def geotiff_row_writer(
             dst = rasterio.open(tmp, "w", **profile)
         except (OSError, rasterio.errors.RasterioIOError) as exc:
             raise LabError(f"cannot write {path}: {exc}") from None
-        with dst:
-            if tags:
-                dst.update_tags(**tags)
+        body_done = False
+        try:
+            with dst:
+                if tags:
+                    dst.update_tags(**tags)
 
-            def write(row0: int, block: np.ndarray) -> None:
-                try:
-                    dst.write(block, 1, window=Window(0, row0, width, block.shape[0]))
-                except rasterio.errors.RasterioError as exc:
-                    raise LabError(f"cannot write {path}: {exc}") from None
+                def write(row0: int, block: np.ndarray) -> None:
+                    try:
+                        dst.write(block, 1, window=Window(0, row0, width, block.shape[0]))
+                    except rasterio.errors.RasterioError:
+                        raise _write_failed(Path(path)) from None
 
-            yield write
+                yield write
+                body_done = True
+        except (OSError, rasterio.errors.RasterioError):
+            if not body_done:  # the caller's own error
+                raise
+            raise _write_failed(Path(path)) from None  # closing (flushing) failed
+        _check_complete(tmp, Path(path), height, width)
 
 
 @dataclass(frozen=True)
@@ -245,6 +317,11 @@ def open_stack(src: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -
     files = sorted(files, key=lambda p: (date_from_name(p), p.name))
     shapes: dict[tuple[int, int, str], list[str]] = {}
     for f in files:
+        if not f.is_file():
+            what = "a dangling symlink" if f.is_symlink() else "not a file"
+            raise LabError(f"tile {f} is {what}: expected a float32 GeoTIFF (run `labkit prep`)")
+        if not os.access(f, os.R_OK):
+            raise LabError(f"tile {f} is not readable (permission denied): fix its permissions")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -270,6 +347,16 @@ def open_stack(src: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -
     return TileStack(files, [date_from_name(f) for f in files], rows, cols, dtype)
 
 
+# GDAL options for every tile read: uncompressed GeoTIFFs are read through a memory map of
+# the file instead of strip by strip through GDAL's block cache (measured on 2048² float32
+# tiles from the page cache: ≈2.5× less CPU per byte); other files are read as usual.
+READ_OPTIONS = {"GTIFF_VIRTUAL_MEM_IO": "YES"}
+
+
+def _read_error(path: str | os.PathLike[str], exc: Exception) -> LabError:
+    return LabError(f"cannot read tile {path}: {exc} (corrupt or truncated?)")
+
+
 def read_tile(
     path: str | os.PathLike[str], row0: int = 0, nrows: int | None = None
 ) -> np.ndarray:
@@ -280,12 +367,12 @@ def read_tile(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with rasterio.open(path) as ds:
+            with rasterio.Env(**READ_OPTIONS), rasterio.open(path) as ds:
                 n = ds.height - row0 if nrows is None else nrows
                 window = Window(0, row0, ds.width, n)
                 return ds.read(1, window=window, out_dtype=np.float32)
     except rasterio.errors.RasterioIOError as exc:
-        raise LabError(f"cannot read tile {path}: {exc} (corrupt or truncated?)") from None
+        raise _read_error(path, exc) from None
 
 
 def read_block(
@@ -295,19 +382,67 @@ def read_block(
     """Read rows ``row0 .. row0+nrows`` of every tile into one (dates, nrows, cols) float32 array.
 
     ``out`` (a C-contiguous float32 array of that shape) is filled in place when given.
+    Opens and closes every tile; to read many blocks use a :class:`StackReader`.
     """
-    import rasterio
-    from rasterio.windows import Window
+    with StackReader(paths) as reader:
+        return reader.read(row0, nrows, out)
 
-    for k, path in enumerate(paths):
+
+class StackReader:
+    """The tiles of a stack, opened once for many windowed reads; a context manager.
+
+    Opening a GeoTIFF costs ≈0.2 ms, as much as reading 1 MB of it: a reader opens every
+    tile once instead of once per block. Use one reader per thread (GDAL datasets must not
+    be shared between threads at the same time).
+
+    Parameters
+    ----------
+    paths : sequence of paths
+        Tile files, in date order.
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+        import rasterio
+
+        self.paths = list(paths)
+        self._datasets: list = []
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                with rasterio.open(path) as ds:
-                    if out is None:
-                        out = np.empty((len(paths), nrows, ds.width), np.float32)
+                with rasterio.Env(**READ_OPTIONS):
+                    for path in self.paths:
+                        try:
+                            self._datasets.append(rasterio.open(path))
+                        except rasterio.errors.RasterioIOError as exc:
+                            raise _read_error(path, exc) from None
+        except BaseException:
+            self.close()
+            raise
+        self.width = self._datasets[0].width if self._datasets else 0  # columns (px)
+
+    def read(self, row0: int, nrows: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``row0 .. row0+nrows`` of every tile as a (dates, nrows, cols) float32 array
+        (filled in place when ``out`` is given)."""
+        import rasterio
+        from rasterio.windows import Window
+
+        if out is None:
+            out = np.empty((len(self._datasets), nrows, self.width), np.float32)
+        with rasterio.Env(**READ_OPTIONS):
+            for k, ds in enumerate(self._datasets):
+                try:
                     ds.read(1, window=Window(0, row0, ds.width, nrows), out=out[k])
-        except rasterio.errors.RasterioIOError as exc:
-            raise LabError(f"cannot read tile {path}: {exc} (corrupt or truncated?)") from None
-    assert out is not None
-    return out
+                except rasterio.errors.RasterioIOError as exc:
+                    raise _read_error(self.paths[k], exc) from None
+        return out
+
+    def close(self) -> None:
+        """Close every tile (idempotent)."""
+        while self._datasets:
+            self._datasets.pop().close()
+
+    def __enter__(self) -> StackReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -235,7 +235,12 @@ def find_slcs(src: str | os.PathLike[str]) -> list[Path]:
         d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
     )
     for folder in folders:
-        for f in sorted(folder.iterdir()):
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError as exc:
+            raise LabError(f"SLC folder {folder} is not readable ({exc.strerror}): fix its "
+                           f"permissions or move it out of {root}") from None
+        for f in entries:
             suffix = _suffix(f.name)
             if suffix is None or f.name.startswith(".") or f.name.endswith(TILE_SUFFIX):
                 continue
@@ -322,12 +327,45 @@ def _check_vrt(path: Path) -> Path | None:
                 f"VRT {path} points to raw file {raw}, which does not exist: the raw .slc "
                 f"must sit where the VRT's SourceFilename says"
             )
+        if not os.access(raw, os.R_OK):
+            raise LabError(f"raw file {raw} is not readable (permission denied): fix its "
+                           "permissions")
         offset = _int_text(band.find("ImageOffset"), 0) or 0
         line_offset = _int_text(band.find("LineOffset"), None)
         if line_offset is not None:
             _check_size(raw, offset + line_offset * lines, path)
         raw_file = raw
     return raw_file
+
+
+def _isce_props(xml: Path) -> dict[str, str]:
+    """The ``<property name=...><value>`` pairs of an ISCE ``.xml`` header (lower-case names)."""
+    try:
+        root = ET.parse(xml).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise LabError(f"{xml} is not a readable ISCE XML header: {exc}") from None
+    return {
+        p.get("name", "").lower(): (p.findtext("value") or "").strip()
+        for p in root.findall("property")
+    }
+
+
+def _check_xml_agrees(vrt: Path, xml: Path, lines: int, samples: int) -> None:
+    """Refuse an ISCE ``.xml`` beside a VRT that gives another size (which one is right?).
+
+    An unreadable ``.xml`` is ignored: GDAL reads the VRT, not the ``.xml``.
+    """
+    try:
+        props = _isce_props(xml)
+        length, width = (int(float(props[k])) for k in ("length", "width"))
+    except (LabError, KeyError, ValueError):
+        return
+    if (length, width) != (lines, samples):
+        raise LabError(
+            f"{xml.name} says {length}x{width} (lines x samples) but {vrt.name} says "
+            f"{lines}x{samples}: the headers disagree; re-create them "
+            f"(labkit.isce.write_isce_headers) or remove the wrong one"
+        )
 
 
 def _check_isce_xml(path: Path) -> Path:
@@ -337,14 +375,7 @@ def _check_isce_xml(path: Path) -> Path:
         raise LabError(
             f"raw SLC {path} has no header: expected {xml.name} (ISCE) or {path.name}.vrt beside it"
         )
-    try:
-        root = ET.parse(xml).getroot()
-    except (ET.ParseError, OSError) as exc:
-        raise LabError(f"{xml} is not a readable ISCE XML header: {exc}") from None
-    props = {
-        p.get("name", "").lower(): (p.findtext("value") or "").strip()
-        for p in root.findall("property")
-    }
+    props = _isce_props(xml)
     try:
         width, length = int(props["width"]), int(props["length"])
         bands = int(props.get("number_bands", "1") or 1)
@@ -406,4 +437,6 @@ def open_slc_checked(path: str | os.PathLike[str]) -> SlcInfo:
         )
     if raw is not None and raw == p:
         raw = None
+    if raw is not None and suffix == ".slc.vrt" and raw.with_name(raw.name + ".xml").is_file():
+        _check_xml_agrees(p, raw.with_name(raw.name + ".xml"), lines, samples)
     return SlcInfo(p, date, lines, samples, dtype, raw)

@@ -417,15 +417,23 @@ def plot_scaling(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str]) ->
     for v, pts in points.items():
         ax.plot([p["mib"] for p in pts], [p["speedup"] for p in pts], "o-", color=colors[v],
                 label=v)
-        for p in pts:
-            ax.annotate(f"{p['n_dates']}×{p['tile']}", (p["mib"], p["speedup"]), fontsize=6,
-                        color="0.4", xytext=(2, 3), textcoords="offset points")
     ax.set_xscale("log")
-    ax.set_xlabel("stack size (MiB of float32 tiles)")
+    ticks = sorted({(p["mib"], f"{p['n_dates']}×{_side(p['tile'])} ({p['mib']:.3g} MiB)")
+                    for pts in points.values() for p in pts})
+    ax.set_xticks([t[0] for t in ticks], [t[1] for t in ticks], fontsize=7, rotation=30,
+                  ha="right")
+    ax.minorticks_off()
+    ax.set_xlabel("stack: dates × tile, size of the float32 tiles")
     ax.set_ylabel("speed-up vs sequential at the most workers")
     ax.legend(fontsize=7)
     _finish(fig, sc, "When does parallelism pay? (in-process)", data=False)
     return _save(fig, out)
+
+
+def _side(tile: str) -> str:
+    """``1024x1024`` → ``1024²``; other shapes unchanged."""
+    h, _, w = str(tile).partition("x")
+    return f"{h}²" if h == w else str(tile)
 
 
 def scaling_points(sc: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

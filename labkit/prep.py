@@ -331,7 +331,8 @@ def _check_dest(dest: Path) -> None:
         return
     parent = dest.parent
     if not parent.is_dir():
-        raise LabError(f"cannot create output folder {dest}: {parent} does not exist")
+        what = "is a file, not a folder" if parent.exists() else "does not exist"
+        raise LabError(f"cannot create output folder {dest}: {parent} {what}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise LabError(f"cannot create output folder {dest}: {parent} is not writable")
 

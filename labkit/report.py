@@ -196,7 +196,10 @@ def analyze(rows: Sequence[dict[str, Any]], *, label: str | None = None,
         v["name"] = cs[0]["variant"]
     floors = {s["backend"]: s for s in summ if s["backend"] in FLOORS}
     others = [c for c in configs if c["backend"] != "sequential"]
-    best = min(others, key=lambda c: c["wall"]) if others else None
+    parallel = [c for c in others if c["workers"] > 1] or others
+    best = min(parallel, key=lambda c: c["wall"]) if parallel else None
+    single = [c for c in others if c["workers"] == 1 and c["wall"] < seq["wall"]]
+    best_single = min(single, key=lambda c: c["wall"]) if single else None
     spread_c = max(configs, key=lambda c: (c["wall_max"] - c["wall_min"]) / c["wall"])
     seq_proc = proc.get(("sequential", 1))
     sc = scale_rows(rows)
@@ -214,6 +217,7 @@ def analyze(rows: Sequence[dict[str, Any]], *, label: str | None = None,
         "configs": configs,
         "variants": variants,
         "best": best,
+        "best_single": best_single,
         "floors": floors,
         "process": bool(proc),
         "workers": sorted({c["workers"] for c in configs}),
@@ -366,12 +370,12 @@ def _results(f: dict[str, Any], lang: str) -> str:
         if best["speedup"] > 1:
             parts.append(_t(
                 lang,
-                f"Fastest: **`{best['variant']}` with {_w(lang, best['workers'])}, "
+                f"Fastest in parallel: **`{best['variant']}` with {_w(lang, best['workers'])}, "
                 f"{fmt_s(best['wall'])} s = {fmt_x(best['speedup'])} speed-up** over "
                 "sequential.",
-                f"El más rápido: **`{best['variant']}` con {_w(lang, best['workers'])}, "
-                f"{fmt_s(best['wall'])} s = speed-up de {fmt_x(best['speedup'])}** sobre el "
-                "secuencial."))
+                f"El más rápido en paralelo: **`{best['variant']}` con "
+                f"{_w(lang, best['workers'])}, {fmt_s(best['wall'])} s = speed-up de "
+                f"{fmt_x(best['speedup'])}** sobre el secuencial."))
         else:
             parts.append(_t(
                 lang,
@@ -381,6 +385,16 @@ def _results(f: dict[str, Any], lang: str) -> str:
                 f"**Ningún backend paralelo le ganó al secuencial**: el más cercano fue "
                 f"`{best['variant']}` con {_w(lang, best['workers'])}, {fmt_s(best['wall'])} s "
                 f"({_faster(lang, best['speedup'])})."))
+    one = f.get("best_single")
+    if one is not None and one["speedup"] > 1.05:
+        parts.append(_t(
+            lang,
+            f"With a single worker `{one['variant']}` already took {fmt_s(one['wall'])} s "
+            f"({fmt_x(one['speedup'])} vs sequential): that gain comes from how it reads and "
+            "loops, not from parallelism.",
+            f"Con un solo worker `{one['variant']}` ya tardó {fmt_s(one['wall'])} s "
+            f"({fmt_x(one['speedup'])} frente al secuencial): esa ganancia viene de cómo lee y "
+            "recorre los datos, no del paralelismo."))
     parts.append(_correctness(f, lang))
     parts.append(results_table(f, lang))
     if f["scale"]:
@@ -762,6 +776,12 @@ def _closing(f: dict[str, Any], lang: str) -> str:
             f"el mejor diseño (`{best['variant']}` ×{best['workers']}) logró un speed-up de "
             f"{fmt_x(sp)} ({fmt_s(seq['wall'])} → {fmt_s(best['wall'])} s) con resultados "
             f"iguales al secuencial (máx |Δ| = {_diff(best['max_abs_diff'])}).")
+    noise = max((c["wall_max"] - c["wall_min"]) / c["wall"] for c in (seq, best))
+    if abs(best["wall"] - seq["wall"]) / seq["wall"] < noise:
+        s += _t(lang, f" That difference is within the run-to-run spread ({_pct(noise)}): "
+                      "repeat on a quiet machine before trusting it.",
+                f" Esa diferencia está dentro de la dispersión entre corridas "
+                f"({_pct(noise)}): repetir en una máquina sin carga antes de creerla.")
     s += _t(lang,
             " The balance between data, compute, I/O and communication decides it: less "
             "inter-process traffic and one shared read help, and more work per byte is what "
@@ -1184,7 +1204,7 @@ def full_report(
         _say(f"scale: {n} dates × {side}x{side}")
         run_bench(src, backends=backends, workers=top, repeat=3 if not quick else 1,
                   warmup=1, csv_path=csv_file, process=False, label="scale", floors=False,
-                  progress=sys.stderr.isatty())
+                  progress=sys.stderr.isatty(), course_tsv=False)
     _say("figures")
     make_figures(csv_file, fig_dir, tiles=tiles, slc=slc)
     executed: list[Path] = []

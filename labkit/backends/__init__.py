@@ -53,7 +53,8 @@ class Result:
     mean, std : (rows, cols) float32 arrays
     timings : dict of str to float
         Seconds: ``wall`` (the whole compute call), ``startup`` (pool/cluster start, 0 if
-        reused), ``jit`` (loading the compiled kernel in this process, outside ``wall``) and each of :data:`PHASES` (write is filled by :func:`run`).
+        reused), ``jit`` (loading the compiled kernel in this process, outside ``wall``)
+        and each of :data:`PHASES` (write is filled by :func:`run`).
     bytes_read : int
         Bytes of tile data read from files.
     meta : dict
@@ -96,6 +97,7 @@ def compute(
     min_count: int | None = None,
     pool: Any = None,
     progress: Callable[[int, int], None] | None = None,
+    prefetch: bool = False,
 ) -> Result:
     """Temporal mean and std of a tile stack with one backend.
 
@@ -119,6 +121,9 @@ def compute(
         A reusable pool/cluster from the backend's ``make_pool`` (start-up not timed).
     progress : callable(done, total), optional
         Called as work completes.
+    prefetch : bool, default False
+        ``sequential``: read the next block in a background thread while the current one
+        is reduced (other backends overlap reads and compute with their workers).
     """
     from labkit.stats import check_ddof, warm_up
 
@@ -136,7 +141,7 @@ def compute(
     t0 = time.perf_counter()
     result: Result = module.compute(
         stack, workers=workers, strategy=strategy, split=split, block_rows=block_rows,
-        ddof=ddof, min_count=min_count, pool=pool, progress=progress,
+        ddof=ddof, min_count=min_count, pool=pool, progress=progress, prefetch=prefetch,
     )
     result.timings["wall"] = time.perf_counter() - t0
     for phase in ("startup", *PHASES):
@@ -209,8 +214,12 @@ def summary_line(result: Result, outputs: tuple[Any, ...] = ()) -> str:
 
 def cli_run(args: Any) -> int:
     """``labkit run BACKEND SRC MEAN STD [...]``: compute, write both outputs, one summary."""
+    from labkit.stats import one_shot_kernel
+
     backend, strategy, split = resolve(args.backend, args.strategy, args.split)
-    result = run(backend, args.src, args.mean, args.std,
+    stack = open_stack(args.src)
+    one_shot_kernel(stack.nbytes)  # NumPy unless the stack repays loading Numba (same bits)
+    result = run(backend, stack, args.mean, args.std,
                  workers=args.workers or _default_workers(backend), strategy=strategy,
                  split=split, block_rows=args.block_rows, ddof=args.ddof,
                  min_count=args.min_count)

@@ -23,7 +23,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable
-from multiprocessing import shared_memory
+from multiprocessing import resource_tracker, shared_memory
 from typing import Any
 
 import numpy as np
@@ -111,7 +111,15 @@ def compute(stack: TileStack, *, workers: int = 1, block_rows: int | None = None
     br = block_rows or math.ceil(rows / workers)
     starts = list(range(0, rows, br))
     name = f"{SHM_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
-    shm = shared_memory.SharedMemory(name=name, create=True, size=nbytes)
+    # registered first: if creation fails, SharedMemory unregisters the name, and an
+    # unknown name makes CPython's resource tracker print a KeyError traceback
+    if os.name == "posix":
+        resource_tracker.register(f"/{name}", "shared_memory")
+    try:
+        shm = shared_memory.SharedMemory(name=name, create=True, size=nbytes)
+    except OSError as exc:  # e.g. a file-size limit (ulimit -f) also caps /dev/shm
+        raise LabError(f"cannot create a {nbytes / _GIB:.3g} GiB shared-memory block: "
+                       f"{exc.strerror}; use threads or sequential") from None
     block: np.ndarray | None = None
     try:
         with session(pool, "process", workers) as s:

@@ -33,8 +33,9 @@ moves; if any rank failed, every rank raises the same :class:`~labkit.errors.Lab
 unexpected failure during the collective phase, or Ctrl-C on one rank, aborts the whole
 world (``comm.Abort``).
 
-Test hook: ``LABKIT_TEST_KILL_RANK=R`` makes rank R SIGKILL itself after its first block
-(to test that a dying rank ends the job without a hang).
+Test hooks: ``LABKIT_TEST_KILL_RANK=R`` makes rank R SIGKILL itself after its first block
+(to test that a dying rank ends the job without a hang); ``LABKIT_TEST_TASK_DELAY=S``
+makes every rank sleep S seconds after each block (to catch a run in the middle).
 """
 
 from __future__ import annotations
@@ -139,6 +140,9 @@ def _share(total: int, size: int, rank: int) -> tuple[int, int]:
 def _test_hook(rank: int) -> None:
     if os.environ.get("LABKIT_TEST_KILL_RANK", "") == str(rank):
         os.kill(os.getpid(), signal.SIGKILL)
+    delay = float(os.environ.get("LABKIT_TEST_TASK_DELAY", 0) or 0)  # s: caught mid-run
+    if delay > 0:
+        time.sleep(delay)
 
 
 def _warm_kernel(split: str, min_count: int | None) -> float:
@@ -225,8 +229,11 @@ def _one_line(exc: BaseException) -> str:
 def _abort(comm: Any, exc: BaseException) -> None:
     """Last resort with several ranks: one line on stderr, then end the whole world."""
     if comm.size > 1:
-        code = 130 if isinstance(exc, KeyboardInterrupt) else 1
-        sys.stderr.write(f"labkit: error: rank {comm.rank}: {_one_line(exc) or 'interrupted'}"
+        ctrl_c = isinstance(exc, KeyboardInterrupt)
+        code = 130 if ctrl_c else 1
+        what = "interrupted" if ctrl_c else "error"
+        why = "stopped by Ctrl-C" if ctrl_c else _one_line(exc) or type(exc).__name__
+        sys.stderr.write(f"labkit: {what}: rank {comm.rank}: {why}"
                          f" (aborting all {comm.size} ranks)\n")
         sys.stderr.flush()
         comm.Abort(code)

@@ -23,25 +23,39 @@ import numpy as np
 
 from labkit.backends import IO_BLOCK_ROWS, Result
 from labkit.backends.pools import Pool, apply_test_hooks, critical_path, session
-from labkit.io import TileStack, read_block
+from labkit.io import StackReader, TileStack, read_block
 from labkit.stats import reduce_stack
 
 __all__ = ["compute", "reduce_block"]
 
 
 def reduce_block(paths: list[Path], r0: int, n: int, ddof: int, min_count: int | None,
-                 out: tuple[np.ndarray, np.ndarray], stop: threading.Event
+                 out: tuple[np.ndarray, np.ndarray], stop: threading.Event,
+                 readers: dict[int, tuple[StackReader, np.ndarray]] | None = None,
                  ) -> tuple[int, float, float, int]:
     """Thread task: read rows ``r0:r0+n`` of every date and reduce them into ``out``.
 
+    ``readers`` (shared by the tasks of one run) keeps each thread's open tiles and block
+    buffer between its tasks; without it every task opens the tiles again.
     Returns (thread id, read seconds, compute seconds, bytes read); does nothing when
     ``stop`` is already set (the run is being abandoned).
     """
     apply_test_hooks(stop)
+    tid = threading.get_ident()
     if stop.is_set():
-        return threading.get_ident(), 0.0, 0.0, 0
+        return tid, 0.0, 0.0, 0
     t0 = time.perf_counter()
-    block = read_block(paths, r0, n)
+    if readers is None:
+        block = read_block(paths, r0, n)
+    else:
+        if tid not in readers:  # each thread only touches its own entry
+            reader = StackReader(paths)
+            readers[tid] = (reader, np.empty((len(paths), n, reader.width), np.float32))
+        reader, buf = readers[tid]
+        if buf.shape[1] < n:
+            buf = np.empty((len(paths), n, reader.width), np.float32)
+            readers[tid] = (reader, buf)
+        block = reader.read(r0, n, out=buf[:, :n])
     t1 = time.perf_counter()
     reduce_stack(block, ddof=ddof, min_count=min_count,
                  out=(out[0][r0:r0 + n], out[1][r0:r0 + n]))
@@ -73,17 +87,22 @@ def compute(stack: TileStack, *, workers: int = 1, block_rows: int | None = None
     starts = range(0, stack.rows, br)
     records = []
     nbytes = 0
-    with session(pool, "thread", workers) as s:
-        t0 = time.perf_counter()
-        futures = [s.submit(reduce_block, stack.paths, r0, min(br, stack.rows - r0), ddof,
-                            min_count, (mean, std), s.stop) for r0 in starts]
-        for i, f in enumerate(futures):
-            tid, t_read, t_comp, nb = f.result()
-            records.append((tid, t_read, t_comp))
-            nbytes += nb
-            if progress:
-                progress(i + 1, len(futures))
-        wall = time.perf_counter() - t0
+    readers: dict[int, tuple[StackReader, np.ndarray]] = {}
+    try:
+        with session(pool, "thread", workers) as s:
+            t0 = time.perf_counter()
+            futures = [s.submit(reduce_block, stack.paths, r0, min(br, stack.rows - r0), ddof,
+                                min_count, (mean, std), s.stop, readers) for r0 in starts]
+            for i, f in enumerate(futures):
+                tid, t_read, t_comp, nb = f.result()
+                records.append((tid, t_read, t_comp))
+                nbytes += nb
+                if progress:
+                    progress(i + 1, len(futures))
+            wall = time.perf_counter() - t0
+    finally:  # the session has waited for every task: no thread uses a reader any more
+        for reader, _ in readers.values():
+            reader.close()
     read, comp = critical_path(records)
     timings = {"startup": s.startup, "read": read, "compute": comp,
                "merge": max(0.0, wall - read - comp)}

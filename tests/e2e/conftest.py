@@ -20,7 +20,7 @@ from e2e_lab import (
     CHROMIUM,
     CHROMIUM_ARGS,
     MARK,
-    REPO,
+    NOTEBOOKS,
     SHOTS,
     LabServer,
     kill_marked,
@@ -56,8 +56,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     from playwright.sync_api import sync_playwright
 
     root = tmp_path_factory.mktemp("lab")
-    prepare_lab(REPO / "notebooks", root)
+    prepare_lab(NOTEBOOKS, root)
     SHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SHOTS.glob("*.png"):  # only this run's pictures (failures included) stay
+        old.unlink()
     mark = uuid.uuid4().hex
     server = LabServer(root, mark)
     pw = browser = None
@@ -75,9 +77,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         if pw is not None:
             pw.stop()
         server.stop()
-        shutil.copy2(server.log_path, SHOTS / "jupyter-server.log")
+        if server.log_path.is_file():
+            shutil.copy2(server.log_path, SHOTS / "jupyter-server.log")
         left = kill_marked(mark) + kill_marked(f"{mark}-browser")
-        assert not left, f"processes left after the suite (now killed): {left}"
+    assert not left, f"processes left after the suite (now killed): {left}"
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ __all__ = [
     "CHROMIUM",
     "CHROMIUM_ARGS",
     "MARK",
+    "NOTEBOOKS",
     "REPO",
     "SHOTS",
     "EngineWatch",
@@ -44,6 +45,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 MARK = "LABKIT_E2E_RUN"
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "reports" / "screenshots"  # screenshots and the server log (git-ignored)
+# the notebooks under test (another folder: LABKIT_E2E_NOTEBOOKS, e.g. to debug the suite)
+NOTEBOOKS = Path(os.environ.get("LABKIT_E2E_NOTEBOOKS") or REPO / "notebooks")
 PARAMETERS = {"preset": '"tiny"', "workers": "2", "repeats": "1"}  # Python source
 ENGINE_WORDS = ("ipengine", "ipyparallel.engine")
 # JupyterLab user settings: every cell attached to the DOM (no windowing), the preferred
@@ -122,8 +125,16 @@ def describe(procs: Iterable[psutil.Process]) -> list[str]:
     return out
 
 
-def kill_marked(mark: str, timeout: float = 10) -> list[str]:
-    """SIGTERM then SIGKILL every process marked ``mark``; returns what was found."""
+def kill_marked(mark: str, grace: float = 10, timeout: float = 10) -> list[str]:
+    """Processes marked ``mark`` still alive after ``grace`` seconds, SIGTERMed then SIGKILLed.
+
+    Returns
+    -------
+    list of str : what had to be killed (empty: everything had exited by itself)
+    """
+    deadline = time.monotonic() + grace
+    while marked_processes(mark) and time.monotonic() < deadline:
+        time.sleep(0.3)
     procs = marked_processes(mark)
     found = describe(procs)
     for p in procs:
@@ -144,8 +155,9 @@ def kill_marked(mark: str, timeout: float = 10) -> list[str]:
 class EngineWatch:
     """Samples (every 0.3 s, in a thread) which ipyparallel engine processes run for mark."""
 
-    def __init__(self, mark: str) -> None:
+    def __init__(self, mark: str, active: bool = True) -> None:
         self.mark = mark
+        self.active = active  # False: no sampling thread (nothing seen)
         self.seen: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -168,12 +180,14 @@ class EngineWatch:
             self._stop.wait(0.3)
 
     def __enter__(self) -> EngineWatch:
-        self._thread.start()
+        if self.active:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.is_alive():
+            self._thread.join(5)
 
 
 class LabServer:
@@ -206,8 +220,13 @@ class LabServer:
             path = settings / f"{name}.jupyterlab-settings"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(values))
+        config = jdir / "config"  # no user config; terminals: a plain (non-login) bash
+        config.mkdir(parents=True, exist_ok=True)  # keeps PATH, so `labkit` is found there
+        (config / "jupyter_server_config.json").write_text(json.dumps(
+            {"ServerApp": {"terminado_settings": {"shell_command": ["/bin/bash"]}}}))
         env = dict(os.environ, LABKIT_HOME=str(self.root), JUPYTER_RUNTIME_DIR=str(jdir / "rt"),
-                   **{MARK: self.mark})
+                   JUPYTER_CONFIG_DIR=str(config), JUPYTER_DATA_DIR=str(jdir / "data"),
+                   **{MARK: self.mark})  # no user-level kernels, settings or workspaces
         env.pop("JUPYTER_TOKEN", None)
         bindir = str(Path(sys.executable).parent)
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")  # mpiexec, ipengine of .venv

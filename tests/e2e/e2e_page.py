@@ -138,7 +138,8 @@ def screenshot(page: Any, path: str, *, full: bool = False) -> None:
         page.evaluate("() => { const n = document.querySelector('.jp-WindowedPanel-outer');"
                       " if (n) n.scrollTop = 0; }")
         size = page.viewport_size
-        page.set_viewport_size({"width": size["width"], "height": min(12000, max(size["height"], 200 + height))})
+        tall = min(12000, max(size["height"], 200 + height))
+        page.set_viewport_size({"width": size["width"], "height": tall})
         page.wait_for_timeout(500)
         try:
             page.screenshot(path=path)

@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 import pytest
-from e2e_lab import REPO, SHOTS, EngineWatch, describe
+from e2e_lab import NOTEBOOKS, SHOTS, EngineWatch, describe
 from e2e_page import (
     cell_errors,
     drive_panel,
@@ -34,7 +34,7 @@ from e2e_page import (
 
 pytestmark = pytest.mark.e2e
 
-NAMES = [p.stem for p in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
+NAMES = [p.stem for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))]
 RUN_TIMEOUT_S = 360  # seconds for Run All of one notebook (tiny preset)
 NO_CSV = {"01_prep"}  # panels that prepare tiles: no benchmark rows
 REPORT_TIMEOUT_S = 240  # seconds for `labkit report` run from a JupyterLab terminal
@@ -106,14 +106,18 @@ def _check_informe(page: Any, lab: Any, started: float) -> None:
     html = [p for p in (lab.root / "reports").glob("*.html") if p.stat().st_mtime >= started]
     if not html:  # the notebook prints its export command: run it as a student would
         printed = "\n".join(out.locator("pre").all_inner_texts())
-        found = re.search(r"^labkit report .*--out (\S+)$", printed, re.M)
-        assert found, "no HTML written and no `labkit report ... --out HTML` command shown"
-        term = run_in_terminal(page, found.group(0))
-        term.locator(".xterm-accessibility-tree").filter(has_text="informe:").wait_for(
-            timeout=REPORT_TIMEOUT_S * 1000)
+        commands = list(re.finditer(r"^labkit report .*--out (\S+)$", printed, re.M))
+        assert commands, "no HTML written and no `labkit report ... --out HTML` command shown"
+        found = commands[-1]  # the export command the last cell prints
+        term = run_in_terminal(page, found.group(0)).locator(".xterm-accessibility-tree")
+        deadline = time.monotonic() + REPORT_TIMEOUT_S
+        while "informe:" not in term.inner_text() and time.monotonic() < deadline:
+            assert not re.search(r"not found|error|Traceback", term.inner_text()), \
+                term.inner_text()[-2000:]
+            page.wait_for_timeout(500)
         page.screenshot(path=str(SHOTS / "06_analysis-terminal.png"))
         page.locator(".lm-DockPanel .lm-TabBar-tab", has_text="06_analysis").click()
-        html = [Path(found.group(1))]
+        html = [lab.root / found.group(1)]  # the terminal starts in the lab root
     assert html[0].is_file(), f"{html[0]} was not written"
     text = html[0].read_text(encoding="utf-8")
     assert "SAR HPC Lab" in text and "<img" in text, f"{html[0]} lacks the informe"
@@ -125,7 +129,7 @@ def test_notebook_in_jupyterlab(lab: Any, page: Any, name: str) -> None:
     started = time.time()
     done = False
     try:
-        with EngineWatch(lab.mark) as watch:
+        with EngineWatch(lab.mark, active=name in ENGINES) as watch:
             open_notebook(page, lab.server.lab_url(f"{name}.ipynb"), f"{name}.ipynb")
             run_all(page)
             wait_until_done(page, RUN_TIMEOUT_S)
