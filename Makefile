@@ -42,8 +42,12 @@ test-e2e: $(VENV)/.e2e-installed
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	$(BIN)/python -m pytest -q -m e2e tests/e2e
 
+# Loopback only, token authentication on (a random token unless JUPYTER_TOKEN is set; the
+# URL with the token is printed). Terminals get the venv first on PATH (labkit, mpiexec).
 lab: $(STAMP) data
-	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 \
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter lab --notebook-dir=notebooks \
+		--ServerApp.ip=127.0.0.1 --no-browser \
+		--ServerApp.terminado_settings="shell_command=['/bin/bash']" \
 		--IdentityProvider.token="$${JUPYTER_TOKEN:-$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(16))')}"
 
 data: $(STAMP)

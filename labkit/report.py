@@ -1109,7 +1109,7 @@ def _real_tiles(src: str | os.PathLike[str], root: Path) -> Path:
 
 
 def _say(msg: str) -> None:
-    print(f"[report] {msg}", file=sys.stderr, flush=True)
+    print(f"[report {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def full_report(
