@@ -17,10 +17,13 @@ import argparse
 import contextlib
 import os
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BLOCK_BYTES",
+    "PREP_THREADS",
     "TILE_SIDES",
     "PrepSummary",
     "cli_data",
@@ -49,6 +53,7 @@ __all__ = [
 ]
 
 BLOCK_BYTES = 4 * 2**20  # SLC bytes read per block: 4 MiB keeps the kernel in L2/L3 cache
+PREP_THREADS = min(2, os.cpu_count() or 1)  # threads per date when one date is prepped at a time
 TILE_SIDES = (16, 32, 64, 128, 256, 512, 1024, 2048)  # square tile sides offered (px)
 _NAN = np.float32(np.nan)
 
@@ -229,31 +234,79 @@ def _tags(path: Path, crop: Crop, looks: Looks) -> dict[str, str]:
             "LABKIT_LOOKS": f"{looks[0]}x{looks[1]}"}
 
 
-def _prep_one(path: Path, out_path: Path, crop: Crop, looks: Looks, itemsize: int = 8) -> int:
+def _prep_one(path: Path, out_path: Path, crop: Crop, looks: Looks, itemsize: int = 8,
+              threads: int = 1) -> int:
     """Worker: prep one validated SLC into ``out_path``; returns SLC bytes read
-    (``itemsize``: bytes per sample on disk)."""
+    (``itemsize``: bytes per sample on disk).
+
+    With ``threads > 1`` row blocks are read and multilooked by that many threads (GDAL's
+    reads and NumPy's loops release the GIL, so one thread reads while another computes);
+    this thread writes the blocks in order. Each block is computed the same way whatever
+    thread runs it, so the tile is bitwise the same.
+    """
     import rasterio
     from rasterio.windows import Window
 
     w, h, r0, c0 = crop
     laz, lrg = looks
     nblock = min(h, _block_rows(w, looks))
-    kern = _Kernel(nblock, w, looks)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # NotGeoreferencedWarning: radar geometry
+    starts = list(range(0, h, nblock))
+    threads = max(1, min(threads, len(starts)))
+    local = threading.local()
+    opened: list = []
+
+    def block(r: int) -> np.ndarray:  # read and multilook rows r .. r+nblock (any thread)
         # GDAL_ONE_BIG_READ: raw/VRT bands read the window straight into our buffer
-        with rasterio.Env(GDAL_ONE_BIG_READ="YES"), rasterio.open(path) as ds, \
-                geotiff_row_writer(out_path, h, w, _tags(path, crop, looks)) as write:
-            for r in range(0, h, nblock):
-                n = min(nblock, h - r)
-                win = Window(c0 * lrg, (r0 + r) * laz, w * lrg, n * laz)
-                try:
-                    ds.read(1, window=win, out=kern.slc[: n * laz])
-                except rasterio.errors.RasterioIOError as exc:
-                    msg = str(exc).splitlines()[0] if str(exc) else "read error"
-                    raise LabError(f"cannot read SLC {path}: {msg}") from None
-                write(r, kern.run(n))
+        with rasterio.Env(GDAL_ONE_BIG_READ="YES"):
+            if getattr(local, "state", None) is None:  # this thread's dataset and buffers
+                opened.append(rasterio.open(path))
+                local.state = (opened[-1], _Kernel(nblock, w, looks))
+            ds, kern = local.state
+            n = min(nblock, h - r)
+            win = Window(c0 * lrg, (r0 + r) * laz, w * lrg, n * laz)
+            try:
+                ds.read(1, window=win, out=kern.slc[: n * laz])
+            except rasterio.errors.RasterioIOError as exc:
+                msg = str(exc).splitlines()[0] if str(exc) else "read error"
+                raise LabError(f"cannot read SLC {path}: {msg}") from None
+            return kern.run(n)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NotGeoreferencedWarning: radar geometry
+            with geotiff_row_writer(out_path, h, w, _tags(path, crop, looks)) as write:
+                if threads == 1:
+                    for r in starts:
+                        write(r, block(r))
+                else:
+                    _blocks_in_threads(block, starts, threads, write)
+    finally:
+        for ds in opened:
+            ds.close()
     return h * laz * w * lrg * itemsize
+
+
+def _blocks_in_threads(block: Callable[[int], np.ndarray], starts: list[int], threads: int,
+                       write: Callable[[int, np.ndarray], None]) -> None:
+    """``write(r, block(r))`` for every start, ``block`` in a pool of ``threads`` threads
+    (at most two blocks per thread in flight, so memory stays bounded), writes in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    todo = iter(starts)
+    with ThreadPoolExecutor(threads, thread_name_prefix="labkit-prep") as ex:
+        pending: deque = deque((r, ex.submit(block, r)) for r in islice(todo, 2 * threads))
+        try:
+            while pending:
+                r, fut = pending.popleft()
+                result = fut.result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append((nxt, ex.submit(block, nxt)))
+                write(r, result)
+        except BaseException:
+            for _, fut in pending:
+                fut.cancel()
+            raise
 
 
 def prep_date(
@@ -286,7 +339,7 @@ def prep_date(
     from labkit.io import check_writable
 
     out = check_writable(out_path)
-    return _prep_one(info.path, out, c, lk, info.itemsize)
+    return _prep_one(info.path, out, c, lk, info.itemsize, PREP_THREADS)
 
 
 # --------------------------------------------------------------------------------------
@@ -387,7 +440,8 @@ def _run(tasks: list[tuple[SlcInfo, Path]], crop: Crop, looks: Looks, jobs: int,
         try:
             for info, out in tasks:
                 bar.set_postfix_str(info.date, refresh=False)  # type: ignore[attr-defined]
-                nbytes = _prep_one(info.path, out, crop, looks, info.itemsize)
+                nbytes = _prep_one(info.path, out, crop, looks, info.itemsize,
+                                   PREP_THREADS)
                 total += nbytes
                 done += 1
                 bar.update(nbytes)  # type: ignore[attr-defined]

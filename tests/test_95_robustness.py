@@ -431,7 +431,8 @@ CASES = [
     Case("prep-one-date-raw-unreadable",
          lambda c, lab: _prep(_chmod(_copy(lab.slc, c, "s") / DATES[1] / f"{DATES[1]}.slc",
                                      0o000).parent.parent),
-         f"labkit: error: raw file {{case}}/s/{DATES[1]}/{DATES[1]}.slc is not readable", nodac=True),
+         f"labkit: error: raw file {{case}}/s/{DATES[1]}/{DATES[1]}.slc is not readable",
+         nodac=True),
     # -- tiles -----------------------------------------------------------------------------
     Case("run-single-date-ddof-1",
          lambda c, lab: _run(_single(c), "--ddof", "1"),
