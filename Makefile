@@ -8,7 +8,7 @@ export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: help venv test test-e2e lint lab data report bench clean
+.PHONY: help venv test test-e2e lint lab data report bench bench-perf clean
 
 help:
 	@echo "make report  - run the whole lab and write reports/informe.html"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-e2e - every notebook in JupyterLab + headless Chromium (tiny preset)"
 	@echo "make lab     - JupyterLab on notebooks/ (token auth on)"
 	@echo "make data    - synthetic '$(PRESET)' stack + its intensity tiles under data/"
+	@echo "make bench-perf - performance targets (kernel, process, parallel, prep, start-up) -> benchmarks/perf.csv"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +59,11 @@ report: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/labkit bench "$$($(BIN)/labkit data --preset $(PRESET))" --process --workers 1-$$($(BIN)/python -c 'import os; print(os.cpu_count())')
+
+# builds its data once under data/ (seed, dates24, tiny presets; 24 random 2048² tiles; a
+# 1 GiB SLC), then times each target A vs B alternately: about 5 minutes on 2 cores
+bench-perf: $(STAMP)
+	$(BIN)/labkit perf --out benchmarks/perf.csv
 
 clean:
 	rm -rf data results reports benchmarks figures/*.png

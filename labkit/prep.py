@@ -314,6 +314,7 @@ def prep_date(
     out_path: str | os.PathLike[str],
     crop: Sequence[int],
     looks: int | Sequence[int] = (4, 4),
+    threads: int = PREP_THREADS,
 ) -> int:
     """Prep one SLC: |S|² → multilook → crop → float32 GeoTIFF ``out_path`` (atomic).
 
@@ -327,6 +328,8 @@ def prep_date(
         Width, height, first row and first column, in multilooked pixels.
     looks : int or (int, int), default (4, 4)
         Azimuth × range looks.
+    threads : int, default :data:`PREP_THREADS`
+        Threads reading and multilooking row blocks (the tile is the same for any count).
 
     Returns
     -------
@@ -339,7 +342,7 @@ def prep_date(
     from labkit.io import check_writable
 
     out = check_writable(out_path)
-    return _prep_one(info.path, out, c, lk, info.itemsize, PREP_THREADS)
+    return _prep_one(info.path, out, c, lk, info.itemsize, max(1, int(threads)))
 
 
 # --------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -192,9 +193,9 @@ def _numba_kernel():  # compiled on first use, cached on disk (JIT time is start
         @numba.njit(cache=True, nogil=True, boundscheck=False)
         def reduce_rows(stack, r0, r1, ddof, mean_out, std_out, s, ss, shift):  # pragma: no cover
             # Per pixel exactly the NumPy kernel's operations, in its order: d = x - K in
-            # float64, s += d, ss += d*d, date after date. Eight dates per pass over a
-            # 256-column chunk keep s and ss in registers between dates (one load and one
-            # store per 8 dates instead of per date); ((s + d0) + d1) + ... is the same
+            # float64, s += d, ss += d*d, date after date. Eight (then four) dates per pass
+            # over a 256-column chunk keep s and ss in registers between dates (one load and
+            # one store per 8 dates instead of per date); ((s + d0) + d1) + ... is the same
             # rounding sequence as adding one date at a time.
             n = stack.shape[0]
             cols = stack.shape[2]
@@ -230,6 +231,20 @@ def _numba_kernel():  # compiled on first use, cached on disk (JIT time is start
                             ss[c] = (ss[c] + d0 * d0 + d1 * d1 + d2 * d2 + d3 * d3
                                      + d4 * d4 + d5 * d5 + d6 * d6 + d7 * d7)
                         k += 8
+                    if k + 4 <= n:
+                        x0 = stack[k, r, c0:c0 + w]
+                        x1 = stack[k + 1, r, c0:c0 + w]
+                        x2 = stack[k + 2, r, c0:c0 + w]
+                        x3 = stack[k + 3, r, c0:c0 + w]
+                        for c in range(w):
+                            h = shift[c]
+                            d0 = x0[c] - h
+                            d1 = x1[c] - h
+                            d2 = x2[c] - h
+                            d3 = x3[c] - h
+                            s[c] = s[c] + d0 + d1 + d2 + d3
+                            ss[c] = ss[c] + d0 * d0 + d1 * d1 + d2 * d2 + d3 * d3
+                        k += 4
                     while k < n:
                         x = stack[k, r, c0:c0 + w]
                         for c in range(w):
@@ -305,71 +320,75 @@ def reduce_stack(
     block_rows: int | None = None,
     out: tuple[np.ndarray, np.ndarray] | None = None,
     threads: int = 1,
+    rows: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std (float32) over axis 0 of an in-memory stack, in cache-sized row blocks.
 
     Parameters
     ----------
     stack : (dates, rows, cols) array or sequence of (rows, cols) arrays
-        Intensity per date. A 3-D array with strict NaN goes through the fused kernel.
+        Intensity per date. A 3-D array with strict NaN goes through the fused kernel,
+        which is fastest on a C-contiguous array (pass ``rows`` rather than a row slice).
     ddof, min_count
         See :func:`finalize`.
     block_rows : int, optional
         Rows per kernel block; default from :func:`cache_block_rows`.
     out : (mean, std), optional
-        float32 (rows, cols) arrays to write into.
+        float32 arrays with the shape of the rows reduced, to write into.
     threads : int, default 1
         Threads, each reducing one contiguous slab of rows. Both kernels release the GIL
         (the fused one for its whole slab, NumPy inside each operation); splitting by rows
         leaves every pixel's arithmetic unchanged, so the result is the same to the bit.
+    rows : (r0, r1), optional
+        Reduce only rows ``r0 .. r1-1`` (default: all).
     """
     n = len(stack)
     if n == 0:
         raise LabError("the stack has no dates")
     check_ddof(ddof, n)
-    rows, cols = stack[0].shape
+    total, cols = stack[0].shape
+    r0, r1 = (0, total) if rows is None else rows
+    if not 0 <= r0 <= r1 <= total:
+        raise LabError(f"rows {r0}:{r1} out of range: valid is 0 <= r0 <= r1 <= {total}")
     br = block_rows or cache_block_rows(cols)
     if out is None:
-        out = (np.empty((rows, cols), np.float32), np.empty((rows, cols), np.float32))
-    if threads > 1 and rows > 1:
-        return _reduce_threaded(stack, min(threads, rows), out, ddof=ddof,
-                                min_count=min_count, block_rows=block_rows)
+        out = (np.empty((r1 - r0, cols), np.float32), np.empty((r1 - r0, cols), np.float32))
+    if threads > 1 and r1 - r0 > 1:
+        cuts = np.linspace(r0, r1, min(threads, r1 - r0) + 1).astype(int)
+        _reduce_threaded(stack, cuts, r0, out, ddof=ddof, min_count=min_count,
+                         block_rows=block_rows)
+        return out
     if kernel_name(stack, min_count) == "numba":
         buffers = [np.empty(min(cols, _CHUNK), np.float64) for _ in range(3)]
-        _numba_kernel()(stack, 0, rows, ddof, out[0], out[1], *buffers)
+        _numba_kernel()(stack, r0, r1, ddof, out[0], out[1], *buffers)
         return out
-    acc = Accumulator((min(br, rows), cols), nan_aware=min_count is not None)
-    for r0 in range(0, rows, br):
-        r1 = min(rows, r0 + br)
-        if r1 - r0 != acc.shape[0]:
-            acc = Accumulator((r1 - r0, cols), nan_aware=min_count is not None)
+    acc = Accumulator((min(br, r1 - r0), cols), nan_aware=min_count is not None)
+    for a in range(r0, r1, br):
+        b = min(r1, a + br)
+        if b - a != acc.shape[0]:
+            acc = Accumulator((b - a, cols), nan_aware=min_count is not None)
         acc.reset()
         for k in range(n):
-            acc.add(stack[k][r0:r1])
+            acc.add(stack[k][a:b])
         m, s = finalize(acc.partial(), ddof, min_count)
-        out[0][r0:r1] = m
-        out[1][r0:r1] = s
+        out[0][a - r0:b - r0] = m
+        out[1][a - r0:b - r0] = s
     return out
 
 
-def _reduce_threaded(stack: np.ndarray | Sequence[np.ndarray], threads: int,
-                     out: tuple[np.ndarray, np.ndarray], **options: object
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`reduce_stack` over ``threads`` row slabs in as many threads."""
+def _reduce_threaded(stack: np.ndarray | Sequence[np.ndarray], cuts: np.ndarray, r0: int,
+                     out: tuple[np.ndarray, np.ndarray], **options: Any) -> None:
+    """:func:`reduce_stack` of rows ``cuts[i] .. cuts[i+1]`` in one thread each."""
     from concurrent.futures import ThreadPoolExecutor
 
-    if kernel_name(stack, options.get("min_count")) == "numba":  # type: ignore[arg-type]
+    if kernel_name(stack, options.get("min_count")) == "numba":
         _numba_kernel()  # load once, before the threads start
-    cuts = np.linspace(0, len(out[0]), threads + 1).astype(int)
-    with ThreadPoolExecutor(threads, thread_name_prefix="labkit-kernel") as ex:
-        futures = []
-        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
-            part = stack[:, a:b] if isinstance(stack, np.ndarray) else [x[a:b] for x in stack]
-            futures.append(ex.submit(reduce_stack, part, out=(out[0][a:b], out[1][a:b]),
-                                     **options))
+    with ThreadPoolExecutor(len(cuts) - 1, thread_name_prefix="labkit-kernel") as ex:
+        futures = [ex.submit(reduce_stack, stack, rows=(a, b),
+                             out=(out[0][a - r0:b - r0], out[1][a - r0:b - r0]), **options)
+                   for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
         for f in futures:
             f.result()
-    return out
 
 
 def check_ddof(ddof: int, n_dates: int) -> None:

@@ -273,7 +273,10 @@ class Case:
     fsize: int | None = None  # file-size limit in bytes (disk full)
     mpiexec: int | None = None
     env: dict[str, str] = field(default_factory=dict)
-    extra_lines: str | None = None  # regex other stderr lines must match (library noise)
+    extra_lines: str | None = None  # regex of library text allowed besides labkit's line
+
+
+LIBTIFF = r"_tiff\w+Proc: ?|File too large\.?"  # libtiff's own stderr on EFBIG
 
 
 def _run(src: Path | str, *extra: str | Path, backend: str = "sequential"
@@ -465,16 +468,16 @@ CASES = [
     # -- faults ----------------------------------------------------------------------------
     Case("run-disk-full-during-write", lambda c, lab: _run(lab.big),
          "labkit: error: cannot write out/mean.tif: the data did not reach the disk",
-         fsize=50_000, extra_lines=r"_tiff\w+Proc: File too large\.?"),
+         fsize=50_000, extra_lines=LIBTIFF),
     Case("run-disk-full-multiprocessing",
          lambda c, lab: _run(lab.big, "--workers", "2", backend="multiprocessing"),
          "labkit: error: cannot write out/mean.tif: the data did not reach the disk",
-         fsize=50_000, extra_lines=r"_tiff\w+Proc: File too large\.?"),
+         fsize=50_000, extra_lines=LIBTIFF),
     Case("prep-disk-full-during-write",
          lambda c, lab: ["prep", lab.bigslc, "dest", "--crop", "400,400,0,0", "--looks", "1",
                          "--jobs", "2"],
          "labkit: error: cannot write dest/20230", fsize=50_000,
-         extra_lines=r"(_tiff\w+Proc: )+File too large\.?"),
+         extra_lines=LIBTIFF),
     Case("run-mem-shared-memory-refused", lambda c, lab: _run(lab.big, backend="mem"),
          "labkit: error: cannot create a 0.000745 GiB shared-memory block: File too large; "
          "use threads or sequential", fsize=50_000),
@@ -523,10 +526,10 @@ def test_cli_case(case: Case, lab: Lab, tmp_path: Path) -> None:
     finally:
         _restore_modes()
     start = case.start.replace("{case}", str(tmp_path))
-    if case.extra_lines is not None:  # GDAL/libtiff's own lines come before labkit's
-        lines = res.err.strip().splitlines()
-        assert all(re.fullmatch(case.extra_lines, ln) for ln in lines[:-1]), res.err
-        res = Outcome(res.code, res.out, lines[-1] + "\n", res.pid)
+    if case.extra_lines is not None:  # libtiff's own text (workers' may interleave)
+        text = re.sub(case.extra_lines, "", res.err)
+        lines = [ln for ln in text.splitlines() if ln.strip(" .")]
+        res = Outcome(res.code, res.out, "\n".join(lines) + "\n", res.pid)
     assert_one_line(res, case.code, start)
     assert res.out == ""
     assert after == before  # nothing written, nothing lost
@@ -697,7 +700,7 @@ def _ranks_idle() -> Callable[[subprocess.Popen], bool]:
         if state.get("cpu") != cpu:
             state.update(cpu=cpu, since=now)
             return False
-        return cpu > 0.3 and now - state["since"] > 1.0
+        return cpu > 0.3 and now - state["since"] > 1.5
     return idle
 
 
@@ -726,9 +729,10 @@ def test_sigint_mid_run(name: str, lab: Lab, tmp_path: Path) -> None:
     assert res.code == 130, res.err
     assert "Traceback" not in res.err
     lines = res.err.strip().splitlines()
-    if mpiexec:  # every rank got SIGINT; MPICH adds its own "Abort(130) ..." line
-        assert lines[0].startswith("labkit: interrupted: rank "), res.err
-        assert all(ln.startswith(("labkit: interrupted: rank ", "Abort(130)")) for ln in lines)
+    if mpiexec:  # every rank got SIGINT and says so; MPICH adds "Abort(130) ..." lines
+        assert lines[0].startswith("labkit: interrupted: "), res.err
+        assert all(ln.startswith(("labkit: interrupted: ", "Abort(130)")) for ln in lines), \
+            res.err
     else:
         assert len(lines) == 1 and lines[0].startswith("labkit: interrupted: "), res.err
     assert _snapshot(tmp_path, lab.root) == before
@@ -949,7 +953,7 @@ def test_concurrent_runs_to_one_destination_last_writer_wins_whole(tmp_path: Pat
     mark = uuid.uuid4().hex
     env = {**os.environ, **THREAD_ENV, "LABKIT_ROBUST_MARK": mark}
     try:
-        for _ in range(3):
+        for _ in range(5):
             procs = [subprocess.Popen([sys.executable, "-m", "labkit", "run", backend, src,
                                        out / "mean.tif", out / "std.tif", "--quiet"], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -989,7 +993,7 @@ def test_concurrent_preps_to_one_folder_last_writer_wins_whole(lab: Lab, tmp_pat
     dest = tmp_path / "dest"
     mark = uuid.uuid4().hex
     env = {**os.environ, **THREAD_ENV, "LABKIT_ROBUST_MARK": mark}
-    for _ in range(3):
+    for _ in range(4):
         procs = [subprocess.Popen([sys.executable, "-m", "labkit", "prep", lab.bigslc, dest,
                                    "--crop", crop, "--looks", "1"], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -1013,8 +1017,8 @@ def _doc_rows() -> list[list[str]]:
     rows = []
     for line in DOC.read_text().splitlines():
         if line.startswith("|") and not set(line) <= set("|-: "):
-            rows.append([c.strip() for c in line.strip("|").split("|")])
-    return rows[1:]  # header
+            rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))])
+    return [r for r in rows if r[0] != "case"]  # without the header rows
 
 
 def test_the_table_names_a_test_for_every_row() -> None:

@@ -22,12 +22,14 @@ from labkit.io import TileStack, open_stack, write_geotiffs
 
 __all__ = [
     "BACKENDS",
+    "IO_BLOCK_BYTES",
     "IO_BLOCK_ROWS",
     "PHASES",
     "Result",
     "cli_run",
     "cli_verify",
     "compute",
+    "io_block_rows",
     "make_pool",
     "run",
 ]
@@ -41,7 +43,15 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "mpi": ("labkit.backends.mpi", (), ("rows", "dates")),
 }
 PHASES = ("read", "compute", "merge", "write")  # seconds; "merge" = merge/communicate
-IO_BLOCK_ROWS = 256  # rows read per date per block by the streaming backends
+IO_BLOCK_ROWS = 256  # most rows read per date per block by the streaming backends
+IO_BLOCK_BYTES = 8 * 2**20  # bytes of one block (every date): stays in the L3 cache, so the
+# copy out of the page cache is read back by the kernel from cache, not from RAM
+
+
+def io_block_rows(n_dates: int, cols: int) -> int:
+    """Default rows per I/O block: about :data:`IO_BLOCK_BYTES` of float32 over all dates,
+    at most :data:`IO_BLOCK_ROWS` (≥ 1)."""
+    return max(1, min(IO_BLOCK_ROWS, IO_BLOCK_BYTES // (4 * max(1, n_dates * cols))))
 
 
 @dataclass

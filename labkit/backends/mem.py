@@ -72,7 +72,9 @@ def reduce_rows(name: str, shape: tuple[int, int, int], r0: int, r1: int, ddof: 
     try:
         block = np.ndarray(shape, np.float32, buffer=shm.buf)
         n = shape[0] - 2
-        reduce_stack(block[:n, r0:r1], ddof=ddof, min_count=min_count,
+        # the whole C-contiguous dates block with a row range, not a strided row slice:
+        # the fused kernel vectorises only over contiguous arrays
+        reduce_stack(block[:n], rows=(r0, r1), ddof=ddof, min_count=min_count,
                      out=(block[n, r0:r1], block[n + 1, r0:r1]))
         del block
     finally:

@@ -57,9 +57,9 @@ from typing import Any
 
 import numpy as np
 
-from labkit.backends import IO_BLOCK_ROWS, Result
+from labkit.backends import Result, io_block_rows
 from labkit.errors import Interrupted, LabError
-from labkit.io import TileStack, open_stack, read_block
+from labkit.io import StackReader, TileStack, open_stack
 from labkit.stats import (
     Accumulator,
     Partial,
@@ -161,20 +161,21 @@ def _rows_local(stack: TileStack, rank: int, size: int, br: int, ddof: int,
     std = np.empty_like(mean)
     starts = range(lo, hi, br)
     buffer = np.empty((stack.n_dates, min(br, hi - lo), stack.cols), np.float32)
-    for i, r0 in enumerate(starts):
-        n = min(br, hi - r0)
-        block = buffer[:, :n] if n == buffer.shape[1] else np.empty_like(buffer[:, :n])
-        t0 = time.perf_counter()
-        read_block(stack.paths, r0, n, out=block)
-        t1 = time.perf_counter()
-        reduce_stack(block, ddof=ddof, min_count=min_count,
-                     out=(mean[r0 - lo:r0 - lo + n], std[r0 - lo:r0 - lo + n]))
-        times["read"] += t1 - t0
-        times["compute"] += time.perf_counter() - t1
-        times["bytes_read"] += block.nbytes
-        _test_hook(rank)
-        if progress:
-            progress(i + 1, len(starts))
+    with StackReader(stack.paths) as reader:  # every tile opened once, not once per block
+        for i, r0 in enumerate(starts):
+            n = min(br, hi - r0)
+            block = buffer[:, :n] if n == buffer.shape[1] else np.empty_like(buffer[:, :n])
+            t0 = time.perf_counter()
+            reader.read(r0, n, out=block)
+            t1 = time.perf_counter()
+            reduce_stack(block, ddof=ddof, min_count=min_count,
+                         out=(mean[r0 - lo:r0 - lo + n], std[r0 - lo:r0 - lo + n]))
+            times["read"] += t1 - t0
+            times["compute"] += time.perf_counter() - t1
+            times["bytes_read"] += block.nbytes
+            _test_hook(rank)
+            if progress:
+                progress(i + 1, len(starts))
     return mean, std
 
 
@@ -191,29 +192,30 @@ def _dates_local(stack: TileStack, rank: int, size: int, br: int, nan_aware: boo
     acc: Accumulator | None = None
     starts = range(0, stack.rows, br)
     buffer = np.empty((hi - lo, min(br, stack.rows), stack.cols), np.float32)
-    for i, r0 in enumerate(starts):
-        n = min(br, stack.rows - r0)
-        block = buffer[:, :n] if n == buffer.shape[1] else np.empty_like(buffer[:, :n])
-        t0 = time.perf_counter()
-        read_block(stack.paths[lo:hi], r0, n, out=block)
-        t1 = time.perf_counter()
-        for k0 in range(0, n, kb):
-            k1 = min(n, k0 + kb)
-            if acc is None or acc.shape[0] != k1 - k0:
-                acc = Accumulator((k1 - k0, stack.cols), nan_aware=nan_aware)
-            acc.reset()
-            for b in block:
-                acc.add(b[k0:k1])
-            p = acc.partial()
-            part.count[r0 + k0:r0 + k1] = p.count
-            part.mean[r0 + k0:r0 + k1] = p.mean
-            part.m2[r0 + k0:r0 + k1] = p.m2
-        times["read"] += t1 - t0
-        times["compute"] += time.perf_counter() - t1
-        times["bytes_read"] += block.nbytes
-        _test_hook(rank)
-        if progress:
-            progress(i + 1, len(starts))
+    with StackReader(stack.paths[lo:hi]) as reader:  # tiles opened once
+        for i, r0 in enumerate(starts):
+            n = min(br, stack.rows - r0)
+            block = buffer[:, :n] if n == buffer.shape[1] else np.empty_like(buffer[:, :n])
+            t0 = time.perf_counter()
+            reader.read(r0, n, out=block)
+            t1 = time.perf_counter()
+            for k0 in range(0, n, kb):
+                k1 = min(n, k0 + kb)
+                if acc is None or acc.shape[0] != k1 - k0:
+                    acc = Accumulator((k1 - k0, stack.cols), nan_aware=nan_aware)
+                acc.reset()
+                for b in block:
+                    acc.add(b[k0:k1])
+                p = acc.partial()
+                part.count[r0 + k0:r0 + k1] = p.count
+                part.mean[r0 + k0:r0 + k1] = p.mean
+                part.m2[r0 + k0:r0 + k1] = p.m2
+            times["read"] += t1 - t0
+            times["compute"] += time.perf_counter() - t1
+            times["bytes_read"] += block.nbytes
+            _test_hook(rank)
+            if progress:
+                progress(i + 1, len(starts))
     return part
 
 
@@ -229,6 +231,8 @@ def _one_line(exc: BaseException) -> str:
 def _abort(comm: Any, exc: BaseException) -> None:
     """Last resort with several ranks: one line on stderr, then end the whole world."""
     if comm.size > 1:
+        # mpiexec forwards a terminal's Ctrl-C once more: do not let it cut the abort short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         ctrl_c = isinstance(exc, KeyboardInterrupt)
         code = 130 if ctrl_c else 1
         what = "interrupted" if ctrl_c else "error"
@@ -300,7 +304,7 @@ def spmd(comm: Any, src: TileStack | str | os.PathLike[str] | Sequence[Any], *,
     split : {"rows", "dates"}, default "rows"
         How the work is divided (see the module docstring).
     block_rows : int, optional
-        Rows read per date per I/O block (default :data:`IO_BLOCK_ROWS`).
+        Rows read per date per I/O block (default :func:`~labkit.backends.io_block_rows`).
     ddof, min_count
         See :func:`labkit.stats.finalize`.
     progress : callable(done, total), optional
@@ -327,7 +331,7 @@ def spmd(comm: Any, src: TileStack | str | os.PathLike[str] | Sequence[Any], *,
     t_start = time.perf_counter()
     rank, size = comm.rank, comm.size
     times = {"startup": 0.0, "read": 0.0, "compute": 0.0, "bytes_read": 0}
-    br = block_rows or IO_BLOCK_ROWS
+    br = block_rows or 0
     error = None
     local: Any = None
     stack: TileStack | None = src if isinstance(src, TileStack) else None
@@ -336,6 +340,7 @@ def spmd(comm: Any, src: TileStack | str | os.PathLike[str] | Sequence[Any], *,
             raise LabError(f"unknown split {split!r} for mpi: valid are {', '.join(SPLITS)}")
         if stack is None:
             stack = open_stack(src if isinstance(src, (str, os.PathLike)) else list(src))
+        br = block_rows or io_block_rows(stack.n_dates, stack.cols)
         prog = progress if rank == 0 else None
         times["startup"] = _warm_kernel(split, min_count)
         if split == "rows":

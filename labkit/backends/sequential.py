@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from labkit.backends import IO_BLOCK_ROWS, Result
+from labkit.backends import Result, io_block_rows
 from labkit.io import StackReader, TileStack
 from labkit.stats import reduce_stack
 
@@ -37,7 +37,7 @@ def compute(stack: TileStack, *, block_rows: int | None = None, ddof: int = 0,
         hold ``read`` = seconds the kernel waited for data and ``meta["read_total"]`` =
         seconds the reader thread spent reading.
     """
-    br = block_rows or IO_BLOCK_ROWS
+    br = block_rows or io_block_rows(stack.n_dates, stack.cols)
     mean = np.empty((stack.rows, stack.cols), np.float32)
     std = np.empty_like(mean)
     starts = range(0, stack.rows, br)
