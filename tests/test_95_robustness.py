@@ -1,6 +1,6 @@
-"""Layer 9.5: bad input and faults — nothing lost, nothing orphaned (docs/ROBUSTNESS.md).
+"""Layer 9.5: bad input and faults — nothing lost, nothing orphaned (the README's robustness table).
 
-Every row of the table in ``docs/ROBUSTNESS.md`` is a test: rows already covered by an
+Every row of the table in ``the README's robustness table`` is a test: rows already covered by an
 earlier layer name that test; the others are one parametrized case here. A CLI case runs
 ``python -m labkit ...`` in its own session with a unique marker in its environment and a
 private ``TMPDIR``, under a timeout, then checks:
@@ -49,7 +49,7 @@ from labkit.io import open_stack, read_tile, write_geotiff
 from labkit.isce import write_isce_slc
 
 REPO = Path(__file__).resolve().parent.parent
-DOC = REPO / "docs" / "ROBUSTNESS.md"
+DOC = REPO / "README.md"  # its "Bad input and faults" table
 TIMEOUT = 90  # s for any one subprocess: far above the 1-3 s each takes
 DATES = ("20230105", "20230117", "20230129")
 SLC_SHAPE = (40, 60)  # lines x samples of the test SLCs
@@ -1015,14 +1015,16 @@ def test_concurrent_preps_to_one_folder_last_writer_wins_whole(lab: Lab, tmp_pat
 
 def _doc_rows() -> list[list[str]]:
     rows = []
-    for line in DOC.read_text().splitlines():
+    text = DOC.read_text()
+    table = text[text.index("<!-- robustness-table:start"):text.index("<!-- robustness-table:end")]
+    for line in table.splitlines():
         if line.startswith("|") and not set(line) <= set("|-: "):
             rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))])
     return [r for r in rows if r[0] != "case"]  # without the header rows
 
 
 def test_the_table_names_a_test_for_every_row() -> None:
-    """docs/ROBUSTNESS.md: every row names an existing test; every case here has a row."""
+    """the README's robustness table: every row names an existing test; every case here has a row."""
     rows = _doc_rows()
     assert rows
     here = Path(__file__).read_text()
