@@ -134,7 +134,7 @@ def test_prefetch_and_threads_are_bitwise(monkeypatch, tiles, kernel):
     monkeypatch.setenv("LABKIT_KERNEL", kernel)
     base = compute("sequential", tiles, block_rows=5)
     pre = compute("sequential", tiles, block_rows=5, prefetch=True)
-    assert pre.meta["prefetch"] and pre.meta["read_total"] > 0
+    assert pre.meta["prefetch"] and pre.meta["compute_total"] > 0
     assert _equal((pre.mean, pre.std), (base.mean, base.std))
     thr = compute("threads", tiles, workers=2, block_rows=7)
     assert _equal((thr.mean, thr.std), (base.mean, base.std))
@@ -288,3 +288,19 @@ def test_cli_perf_parses():
     with pytest.raises(LabError, match="unknown targets 9"):
         perf.run_perf("x.csv", targets=["9"])
 
+
+
+def test_cached_reader_sees_rewritten_tiles(tmp_path):
+    folder = perf.make_tiles(tmp_path / "t", n_dates=3, side=16, seed=1)
+    paths = open_stack(folder).paths
+    first = compute("sequential", folder).mean
+    again = compute("threads", folder, workers=2).mean  # both keep their open tiles
+    assert np.array_equal(first, again, equal_nan=True)
+    from labkit.io import cached_reader, write_geotiff
+
+    assert cached_reader(paths) is cached_reader(paths)
+    write_geotiff(paths[1], np.full((16, 16), 1e3, np.float32))  # atomic: a new file
+    x = np.stack([read_tile(p) for p in paths])
+    for backend in ("sequential", "threads"):
+        got = compute(backend, folder, workers=2 if backend == "threads" else 1).mean
+        assert np.allclose(got, x.mean(axis=0), rtol=1e-6), backend

@@ -44,8 +44,8 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
 }
 PHASES = ("read", "compute", "merge", "write")  # seconds; "merge" = merge/communicate
 IO_BLOCK_ROWS = 256  # most rows read per date per block by the streaming backends
-IO_BLOCK_BYTES = 8 * 2**20  # bytes of one block (every date): stays in the L3 cache, so the
-# copy out of the page cache is read back by the kernel from cache, not from RAM
+IO_BLOCK_BYTES = 6 * 2**20  # bytes of one block (every date): two of them stay in the L3
+# cache, so the kernel reads the copy made from the page cache back from cache, not from RAM
 
 
 def io_block_rows(n_dates: int, cols: int) -> int:
