@@ -61,7 +61,7 @@ bench: $(STAMP)
 	$(BIN)/labkit bench "$$($(BIN)/labkit data --preset $(PRESET))" --process --workers 1-$$($(BIN)/python -c 'import os; print(os.cpu_count())')
 
 # builds its data once under data/ (seed, dates24, tiny presets; 24 random 2048² tiles; a
-# 1 GiB SLC), then times each target A vs B alternately: about 5 minutes on 2 cores
+# 1 GiB SLC; ≈1 min), then times each target A vs B alternately (≈2 min on 2 cores)
 bench-perf: $(STAMP)
 	$(BIN)/labkit perf --out benchmarks/perf.csv
 

@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("perf", help="performance targets (issue 5) -> benchmarks/perf.csv")
     s.add_argument("--out", default="benchmarks/perf.csv", help="CSV to write")
-    s.add_argument("--repeat", type=positive_int, default=5, help="timed runs of A and B")
+    s.add_argument("--repeat", type=positive_int, default=9, help="timed runs of A and B")
     s.add_argument("--targets", default="1,2,3,4,5,6", help="which targets, e.g. 1,2,6")
     s.add_argument("--root", default=None, help="data folder (default: data)")
 

@@ -178,8 +178,18 @@ def write_geotiffs(items: Mapping[str | os.PathLike[str], np.ndarray]) -> None:
         if np.ndim(a) != 2:
             raise LabError(f"can only write 2-D arrays, got shape {np.shape(a)}")
     with atomic_outputs(list(items)) as temps:
-        for tmp, array, target in zip(temps, items.values(), items, strict=True):
-            _write_tif(tmp, array, Path(target))
+        jobs = list(zip(temps, items.values(), map(Path, items), strict=True))
+        if len(jobs) == 1:
+            _write_tif(*jobs[0])
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        # one thread per file: GDAL releases the GIL while it writes (mean and std at once);
+        # warnings are silenced here for all threads (the filters are process-wide)
+        with warnings.catch_warnings(), ThreadPoolExecutor(len(jobs)) as ex:
+            warnings.simplefilter("ignore")
+            for f in [ex.submit(_write_tif, *job) for job in jobs]:
+                f.result()
 
 
 def write_geotiff(path: str | os.PathLike[str], array: np.ndarray) -> None:

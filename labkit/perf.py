@@ -817,7 +817,7 @@ def _compile_labkit() -> None:
 
 
 def run_perf(csv_path: str | os.PathLike[str], *, targets: Sequence[str] = TARGET_NAMES,
-             repeats: int = 5, root: str | os.PathLike[str] | None = None,
+             repeats: int = 9, root: str | os.PathLike[str] | None = None,
              progress: bool = True) -> list[dict[str, Any]]:
     """Build the data, measure ``targets`` and write them to ``csv_path`` (one write per
     target, so an interrupted run keeps what it measured). Returns the rows."""

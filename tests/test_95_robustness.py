@@ -1024,7 +1024,7 @@ def _doc_rows() -> list[list[str]]:
 
 
 def test_the_table_names_a_test_for_every_row() -> None:
-    """the README's robustness table: every row names an existing test; every case here has a row."""
+    """README robustness table: every row names an existing test; every case has a row."""
     rows = _doc_rows()
     assert rows
     here = Path(__file__).read_text()
