@@ -853,6 +853,25 @@ def display_section(name: str, facts: dict[str, Any], lang: str = "en",
             display(Image(filename=str(figures[fig]), metadata={"alt": alt}))
 
 
+def display_perf(lang: str = "en", csv: str | os.PathLike[str] | None = None) -> None:
+    """Show the performance-targets section measured by ``make bench-perf``
+    (``benchmarks/perf.csv``), or say how to measure it when that file is missing."""
+    from IPython.display import Markdown, display
+
+    from labkit import paths, perf
+
+    path = Path(csv) if csv else paths.home() / "benchmarks" / "perf.csv"
+    if path.is_file():
+        display(Markdown(perf.perf_section(path, _check_lang(lang))))
+    else:
+        display(Markdown(_t(
+            lang,
+            "*Performance targets were not measured for this informe: `make bench-perf` "
+            "measures them (benchmarks/perf.csv) and `make report` includes them.*",
+            "*Los objetivos de rendimiento no se midieron para este informe: `make bench-perf` "
+            "los mide (benchmarks/perf.csv) y `make report` los incluye.*")))
+
+
 # --------------------------------------------------------------------------- HTML export
 
 _OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
