@@ -71,7 +71,7 @@ THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 TEST_HOOK_VARS = ("LABKIT_TEST_KILL_AFTER", "LABKIT_TEST_TASK_DELAY")
 # imported once by the forkserver so that forked workers start warm
 PRELOAD = ["numpy", "rasterio", "threadpoolctl", "labkit.io", "labkit.stats",
-           "labkit.backends.pools"]
+           "labkit.backends.pools", "labkit.backends.mem"]
 WORKER_DIED = "a worker process died (killed?) during the run; no output was written"
 _tasks_run = 0  # tasks started in this worker process (for LABKIT_TEST_KILL_AFTER)
 
@@ -158,6 +158,12 @@ class Pool:
         ``forkserver``/``spawn`` for process pools, None for threads.
     closed : bool
         True after :meth:`close` or :meth:`terminate` (or a fault that terminated it).
+    cache : dict
+        Objects a backend keeps between the runs of this pool (``mem``: its shared-memory
+        block).
+    on_close : list of callables
+        Called (once) when the pool is closed or terminated, after its workers stopped
+        (``mem``: unlink its shared-memory block).
     """
 
     def __init__(self, kind: str, workers: int, executor: Executor, startup: float,
@@ -168,6 +174,8 @@ class Pool:
         self.startup = startup
         self.start_method = start_method
         self.closed = False
+        self.cache: dict[str, Any] = {}
+        self.on_close: list[Callable[[], Any]] = []
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -202,6 +210,14 @@ class Pool:
         if not self.closed:
             self.closed = True
             self.executor.shutdown(wait=True, cancel_futures=True)
+        self._release()
+
+    def _release(self) -> None:
+        """Run the :attr:`on_close` callbacks (each once) and drop the cache."""
+        self.cache.clear()
+        while self.on_close:
+            with contextlib.suppress(Exception):
+                self.on_close.pop()()
 
     def terminate(self) -> None:
         """Stop now: cancel queued tasks and terminate worker processes (threads finish
@@ -217,6 +233,7 @@ class Pool:
             if p.is_alive():
                 p.kill()
                 p.join(5)
+        self._release()
 
 
 def _process_pool(workers: int) -> Pool:
