@@ -95,26 +95,27 @@ _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
 # --------------------------------------------------------------------------- world
 
 
+def _env_int(names: tuple[str, ...], default: int) -> int:
+    """The first of the launcher's variables ``names`` that holds a whole number."""
+    for var in names:
+        value = os.environ.get(var, "")
+        if value.isdigit():
+            return int(value)
+    return default
+
+
 def world_size() -> int:
     """Ranks in the MPI world this process was started in (1 without ``mpiexec``).
 
     Read from the launcher's environment (``PMI_SIZE``, ``OMPI_COMM_WORLD_SIZE``), so MPI
     is not initialised by asking.
     """
-    for var in _SIZE_VARS:
-        value = os.environ.get(var, "")
-        if value.isdigit():
-            return int(value)
-    return 1
+    return _env_int(_SIZE_VARS, 1)
 
 
 def world_rank() -> int:
     """This process's rank under ``mpiexec`` (0 without it); read from the environment."""
-    for var in _RANK_VARS:
-        value = os.environ.get(var, "")
-        if value.isdigit():
-            return int(value)
-    return 0
+    return _env_int(_RANK_VARS, 0)
 
 
 def mpiexec_path() -> str:
