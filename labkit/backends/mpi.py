@@ -51,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +153,31 @@ def _warm_kernel(split: str, min_count: int | None) -> float:
     return warm_up(min_count) if split == "rows" else 0.0
 
 
+def _blocks(paths: list[Path], lo: int, hi: int, br: int, cols: int, rank: int,
+            times: dict[str, float], progress: Callable[[int, int], None] | None,
+            ) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(r0, block)`` for rows ``lo..hi`` of every tile in ``paths``, ``br`` rows at a
+    time into one reused (dates, rows, cols) float32 buffer. Adds the read seconds, the
+    bytes and the caller's compute seconds (the time until the next block is asked for) to
+    ``times``."""
+    starts = range(lo, hi, br)
+    buffer = np.empty((len(paths), min(br, hi - lo), cols), np.float32)
+    with StackReader(paths) as reader:  # every tile opened once, not once per block
+        for i, r0 in enumerate(starts):
+            n = min(br, hi - r0)
+            block = buffer[:, :n] if n == buffer.shape[1] else np.empty_like(buffer[:, :n])
+            t0 = time.perf_counter()
+            reader.read(r0, n, out=block)
+            t1 = time.perf_counter()
+            yield r0, block
+            times["read"] += t1 - t0
+            times["compute"] += time.perf_counter() - t1
+            times["bytes_read"] += block.nbytes
+            _test_hook(rank)
+            if progress:
+                progress(i + 1, len(starts))
+
+
 def _rows_local(stack: TileStack, rank: int, size: int, br: int, ddof: int,
                 min_count: int | None, times: dict[str, float],
                 progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -160,23 +185,10 @@ def _rows_local(stack: TileStack, rank: int, size: int, br: int, ddof: int,
     lo, hi = _share(stack.rows, size, rank)
     mean = np.empty((hi - lo, stack.cols), np.float32)
     std = np.empty_like(mean)
-    starts = range(lo, hi, br)
-    buffer = np.empty((stack.n_dates, min(br, hi - lo), stack.cols), np.float32)
-    with StackReader(stack.paths) as reader:  # every tile opened once, not once per block
-        for i, r0 in enumerate(starts):
-            n = min(br, hi - r0)
-            block = buffer[:, :n] if n == buffer.shape[1] else np.empty_like(buffer[:, :n])
-            t0 = time.perf_counter()
-            reader.read(r0, n, out=block)
-            t1 = time.perf_counter()
-            reduce_stack(block, ddof=ddof, min_count=min_count,
-                         out=(mean[r0 - lo:r0 - lo + n], std[r0 - lo:r0 - lo + n]))
-            times["read"] += t1 - t0
-            times["compute"] += time.perf_counter() - t1
-            times["bytes_read"] += block.nbytes
-            _test_hook(rank)
-            if progress:
-                progress(i + 1, len(starts))
+    for r0, block in _blocks(stack.paths, lo, hi, br, stack.cols, rank, times, progress):
+        n = block.shape[1]
+        reduce_stack(block, ddof=ddof, min_count=min_count,
+                     out=(mean[r0 - lo:r0 - lo + n], std[r0 - lo:r0 - lo + n]))
     return mean, std
 
 
@@ -191,32 +203,20 @@ def _dates_local(stack: TileStack, rank: int, size: int, br: int, nan_aware: boo
         return part
     kb = cache_block_rows(stack.cols)
     acc: Accumulator | None = None
-    starts = range(0, stack.rows, br)
-    buffer = np.empty((hi - lo, min(br, stack.rows), stack.cols), np.float32)
-    with StackReader(stack.paths[lo:hi]) as reader:  # tiles opened once
-        for i, r0 in enumerate(starts):
-            n = min(br, stack.rows - r0)
-            block = buffer[:, :n] if n == buffer.shape[1] else np.empty_like(buffer[:, :n])
-            t0 = time.perf_counter()
-            reader.read(r0, n, out=block)
-            t1 = time.perf_counter()
-            for k0 in range(0, n, kb):
-                k1 = min(n, k0 + kb)
-                if acc is None or acc.shape[0] != k1 - k0:
-                    acc = Accumulator((k1 - k0, stack.cols), nan_aware=nan_aware)
-                acc.reset()
-                for b in block:
-                    acc.add(b[k0:k1])
-                p = acc.partial()
-                part.count[r0 + k0:r0 + k1] = p.count
-                part.mean[r0 + k0:r0 + k1] = p.mean
-                part.m2[r0 + k0:r0 + k1] = p.m2
-            times["read"] += t1 - t0
-            times["compute"] += time.perf_counter() - t1
-            times["bytes_read"] += block.nbytes
-            _test_hook(rank)
-            if progress:
-                progress(i + 1, len(starts))
+    for r0, block in _blocks(stack.paths[lo:hi], 0, stack.rows, br, stack.cols, rank, times,
+                             progress):
+        n = block.shape[1]
+        for k0 in range(0, n, kb):
+            k1 = min(n, k0 + kb)
+            if acc is None or acc.shape[0] != k1 - k0:
+                acc = Accumulator((k1 - k0, stack.cols), nan_aware=nan_aware)
+            acc.reset()
+            for b in block:
+                acc.add(b[k0:k1])
+            p = acc.partial()
+            part.count[r0 + k0:r0 + k1] = p.count
+            part.mean[r0 + k0:r0 + k1] = p.mean
+            part.m2[r0 + k0:r0 + k1] = p.m2
     return part
 
 
