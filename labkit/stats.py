@@ -63,7 +63,9 @@ class Partial:
     Attributes
     ----------
     count : ndarray of int64
-        Valid dates per pixel.
+        Valid dates per pixel; a 0-d array when every pixel saw the same number of dates
+        (strict statistics): :func:`merge` and :func:`finalize` then work with that one
+        number instead of a map of counts (same bits, fewer passes over memory).
     mean : ndarray of float64
         Mean over those dates.
     m2 : ndarray of float64
@@ -133,7 +135,7 @@ class Accumulator:
 
     def partial(self) -> Partial:
         """The state so far as a :class:`Partial` (new arrays)."""
-        count = np.broadcast_to(np.asarray(self.count, np.int64), self.shape).copy()
+        count = self.count.copy() if self.nan_aware else np.asarray(self.count, np.int64)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = self.shift + self.s / count
             m2 = self.ss - self.s * self.s / count
@@ -142,6 +144,15 @@ class Accumulator:
 
 def merge(a: Partial, b: Partial) -> Partial:
     """Merge two partials over disjoint sets of dates (Chan, Golub & LeVeque 1979)."""
+    if a.count.ndim == 0 and b.count.ndim == 0:  # strict: one count each, same arithmetic
+        if b.count == 0:
+            return a
+        if a.count == 0:
+            return b
+        n = a.count + b.count
+        delta = b.mean - a.mean
+        wb = b.count / n
+        return Partial(n, a.mean + delta * wb, a.m2 + b.m2 + delta * delta * a.count * wb)
     n = a.count + b.count
     with np.errstate(invalid="ignore", divide="ignore"):
         delta = b.mean - a.mean
@@ -167,12 +178,17 @@ def finalize(
     min_count : int or None, default None
         With NaN-aware partials, pixels with fewer valid dates are NaN. None means strict.
     """
+    if p.count.ndim == 0 and (min_count is None or p.count >= min_count) and p.count > ddof:
+        var = p.m2 / (p.count - ddof)  # one count for every pixel: no masks, no copies
+        np.maximum(var, 0.0, out=var)
+        np.sqrt(var, out=var)
+        return p.mean.astype(np.float32), var.astype(np.float32)
     with np.errstate(invalid="ignore", divide="ignore"):
         var = p.m2 / (p.count - ddof)
         np.maximum(var, 0.0, out=var)
         std = np.sqrt(var)
-        mean = p.mean.copy()
-    bad = p.count - ddof <= 0
+        mean = np.array(np.broadcast_to(p.mean, std.shape))
+    bad = np.broadcast_to(p.count - ddof <= 0, std.shape).copy()
     if min_count is not None:
         bad |= p.count < min_count
     mean[bad] = np.nan

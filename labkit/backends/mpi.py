@@ -283,7 +283,7 @@ def _gather_dates(comm: Any, stack: TileStack, part: Partial, ddof: int,
             count = recv[2][r]
         else:  # strict: every pixel of rank r saw all its dates; no need to send counts
             lo, hi = _share(stack.n_dates, size, r)
-            count = np.full((rows, cols), hi - lo, np.int64)
+            count = np.asarray(hi - lo, np.int64)
         p = Partial(count, recv[0][r], recv[1][r])
         total = p if total is None else merge(total, p)
     assert total is not None
