@@ -501,10 +501,50 @@ def target_process(tiles: Path, repeats: int = 5,
 _PARALLEL = (("threads", None, None), ("mem", None, None),
              ("multiprocessing", "partitioned", None), ("multiprocessing", "per-file", None),
              ("mpi", None, "rows"))
+_ROUNDS = 3  # target 3 times runs of milliseconds: this many times the usual repeats
 
 
 def _variant(backend: str, strategy: str | None, split: str | None) -> str:
     return "/".join(x for x in (backend, strategy or split) if x)
+
+
+def _empty_task() -> int:
+    return os.getpid()
+
+
+def _image_task(side: int) -> Any:
+    import numpy as np
+
+    return np.zeros((side, side), np.float32)
+
+
+def _overheads(pools: dict[tuple[str, int], Any], side: int, repeats: int,
+               progress: Callable[[str], None] | None) -> list[dict[str, Any]]:
+    """What one run costs before any pixel is touched: a round trip of two empty tasks on
+    the process pool and on the MPI engines, and one ``side``² float32 image pickled back
+    through the process pool's pipe (what ``per-file`` pays per date)."""
+    from labkit.backends.pools import session
+
+    proc = pools.get(("multiprocessing", 2))
+    engines = pools.get(("mpi", 2))
+    fns: dict[str, Callable[[], float]] = {}
+    if proc is not None:
+        def on_pool(task: Callable[..., Any], *args: Any) -> Callable[[], float]:
+            def fn() -> float:
+                with session(proc, "process", 2) as s:
+                    t0 = time.perf_counter()
+                    for f in [s.submit(task, *args) for _ in range(2)]:
+                        f.result()
+                    return time.perf_counter() - t0
+            return fn
+        fns["process pool ×2: two empty tasks"] = on_pool(_empty_task)
+        fns[f"process pool ×2: two {side}×{side} float32 images back (pickle)"] = \
+            on_pool(_image_task, side)
+    if engines is not None:
+        fns["MPI engines ×2 (ipyparallel): one empty task each"] = \
+            lambda: _timed(lambda: engines.view.apply_sync(_empty_task))
+    t = alternate(fns, repeats, progress=progress)
+    return [make_row("3-overhead", name, "", v, None, None) for name, v in t.items()]
 
 
 def target_parallel(dates24: Path, seed: Path, repeats: int = 5,
@@ -512,18 +552,23 @@ def target_parallel(dates24: Path, seed: Path, repeats: int = 5,
                     progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Target 3: 1 vs 2 workers on ``dates24``; sequential vs 2 workers on ``seed``.
 
-    In process, with pools started beforehand (their start-up is a row of its own);
-    ``mpi`` starts ``mpiexec`` per run and its launch overhead is subtracted the same way.
+    In process, on pools started beforehand (process pools, thread pools, and
+    ipyparallel MPI engines for ``mpi``); their start-up is a row of its own, and so is
+    the fixed cost of a run on them (``3-overhead``). Each pair is alternated
+    ``_ROUNDS × repeats`` times: the runs take milliseconds.
     """
     from labkit.backends import compute, make_pool
     from labkit.io import open_stack
 
+    rounds = _ROUNDS * repeats
     rows: list[dict[str, Any]] = []
     pools: dict[tuple[str, int], Any] = {}
     try:
         for backend, _, _ in backends:
             for w in (1, 2):
-                if (backend, w) not in pools and backend != "mpi":
+                if (backend, w) not in pools:
+                    if progress:
+                        progress(f"starting the {backend} pool ×{w}")
                     pools[backend, w] = make_pool(backend, w)
         for (backend, w), pool in pools.items():  # the first process pool starts the server
             if pool is not None:
@@ -539,14 +584,14 @@ def target_parallel(dates24: Path, seed: Path, repeats: int = 5,
             return fn
 
         # each pair (A, B) alternated on its own: other backends in between (100 MiB of
-        # shared memory freed, mpiexec starting) would disturb the runs being compared
+        # shared memory freed, other processes waking up) would disturb the runs compared
         stack = open_stack(dates24)
         size = f"dates24: {stack.n_dates} × {stack.rows}×{stack.cols}"
         t: dict[str, list[float]] = {}
         for b, st, sp in backends:
             v = _variant(b, st, sp)
             t.update(alternate({f"{v} ×1": run(b, st, sp, 1, stack),
-                                f"{v} ×2": run(b, st, sp, 2, stack)}, repeats,
+                                f"{v} ×2": run(b, st, sp, 2, stack)}, rounds,
                                progress=progress))
         speed = {v: _median(t[f"{v} ×1"]) / _median(t[f"{v} ×2"])
                  for v in (_variant(*b) for b in backends)}
@@ -561,9 +606,10 @@ def target_parallel(dates24: Path, seed: Path, repeats: int = 5,
         for b, st, sp in backends:
             k = f"{_variant(b, st, sp)} ×2"
             t = alternate({"sequential": run("sequential", None, None, 1, stack),
-                           k: run(b, st, sp, 2, stack)}, repeats, progress=progress)
+                           k: run(b, st, sp, 2, stack)}, rounds, progress=progress)
             rows.append(make_row("3-seed", f"sequential, {size}", k, t["sequential"], t[k],
                                  _median(t["sequential"]) / _median(t[k]), ">= 1.0"))
+        rows += _overheads(pools, stack.cols, rounds, progress)
     finally:
         for pool in pools.values():
             if pool is not None:
