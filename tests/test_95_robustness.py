@@ -479,7 +479,7 @@ CASES = [
          "labkit: error: cannot write dest/20230", fsize=50_000,
          extra_lines=LIBTIFF),
     Case("run-mem-shared-memory-refused", lambda c, lab: _run(lab.big, backend="mem"),
-         "labkit: error: cannot create a 0.000447 GiB shared-memory block: File too large; "
+         "labkit: error: cannot create a 0.000745 GiB shared-memory block: File too large; "
          "use threads or sequential", fsize=50_000),
     Case("run-mpi-rank-killed",
          lambda c, lab: _run(lab.tiles, "--workers", "2", "--block-rows", "8", backend="mpi"),

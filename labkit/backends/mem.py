@@ -1,14 +1,12 @@
 """Read the stack once into shared memory, then reduce row slabs in worker processes.
 
 The course's v3 ("mem"): one :class:`multiprocessing.shared_memory.SharedMemory` block
-laid out as ``(n_dates, rows, cols)`` float32 holds the dates. Each worker attaches to the
-block by name, reads ITS row slab of every date straight into it (the stack is still read
-from disk once, into RAM, but by all workers at once), runs
-:func:`labkit.stats.reduce_stack` on those rows and writes the mean and std rows into a
-second, per-run block that becomes the result: the parent maps it and returns it as the
-``mean`` and ``std`` arrays, so no big array is ever pickled or copied. One task per worker
-by default. Splitting by rows keeps every pixel's arithmetic unchanged: the result is
-bitwise identical to sequential.
+laid out as ``(n_dates + 2, rows, cols)`` float32 holds the dates, then the mean and std
+outputs. Each worker attaches to the block by name, reads ITS row slab of every date
+straight into it (the stack is still read from disk once, into RAM, but by all workers at
+once), runs :func:`labkit.stats.reduce_stack` on those rows and writes into the output
+planes, so no big array is ever pickled. One task per worker by default. Splitting by rows
+keeps every pixel's arithmetic unchanged: the result is bitwise identical to sequential.
 
 With a pool given (``make_pool("mem", n)``) the block is kept with the pool and reused
 by the next runs while it is big enough (and the workers keep it attached and their tiles
@@ -19,14 +17,13 @@ or at interpreter exit. Without a pool the block lives for the run only. Whateve
 :data:`SHM_PREFIX` and the parent's pid, so a leftover is easy to spot in ``/dev/shm``.
 
 Timings (seconds): ``read`` and ``compute`` of the busiest worker (its reads into shared
-memory, its reductions); ``merge`` the rest (dispatch, waiting).
+memory, its reductions); ``merge`` the rest (dispatch, waiting, copying the outputs out).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import mmap
 import os
 import secrets
 import shutil
@@ -90,11 +87,11 @@ def _attach(name: str, shape: tuple[int, int, int]) -> np.ndarray:
     return np.ndarray(shape, np.float32, buffer=shm.buf)
 
 
-def read_reduce(name: str, shape: tuple[int, int, int], out_name: str, paths: list[Path],
-                key: tuple, r0: int, r1: int, ddof: int, min_count: int | None
+def read_reduce(name: str, shape: tuple[int, int, int], paths: list[Path], key: tuple,
+                r0: int, r1: int, ddof: int, min_count: int | None
                 ) -> tuple[int, float, float]:
     """Worker task: read rows ``r0:r1`` of every date into block ``name``, reduce them
-    into the run's output block ``out_name`` ((2, rows, cols) float32: mean, std).
+    into its output planes.
 
     ``key`` is :func:`labkit.io.stack_key` of ``paths`` (the worker keeps its tiles open
     while it matches). Returns (pid, read seconds, compute seconds).
@@ -102,29 +99,14 @@ def read_reduce(name: str, shape: tuple[int, int, int], out_name: str, paths: li
     apply_test_hooks()
     t0 = time.perf_counter()
     block = _attach(name, shape)
-    cached_reader(paths, key).read(r0, r1 - r0, out=block[:, r0:r1])
+    n = shape[0] - 2
+    cached_reader(paths, key).read(r0, r1 - r0, out=block[:n, r0:r1])
     t1 = time.perf_counter()
-    out_shm = shared_memory.SharedMemory(name=out_name)
-    try:
-        out = np.ndarray((2, *shape[1:]), np.float32, buffer=out_shm.buf)
-        # the whole C-contiguous dates block with a row range, not a strided row slice:
-        # the fused kernel vectorises only over contiguous arrays
-        reduce_stack(block, rows=(r0, r1), ddof=ddof, min_count=min_count,
-                     out=(out[0, r0:r1], out[1, r0:r1]))
-        del out
-    finally:
-        out_shm.close()
+    # the whole C-contiguous dates block with a row range, not a strided row slice:
+    # the fused kernel vectorises only over contiguous arrays
+    reduce_stack(block[:n], rows=(r0, r1), ddof=ddof, min_count=min_count,
+                 out=(block[n, r0:r1], block[n + 1, r0:r1]))
     return os.getpid(), t1 - t0, time.perf_counter() - t1
-
-
-def _result_arrays(shm: shared_memory.SharedMemory, rows: int, cols: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """The mean and std planes of output block ``shm`` as arrays on a mapping of their
-    own: they stay valid after ``shm`` is closed and unlinked, and the memory is freed
-    when the last of them is."""
-    view = mmap.mmap(shm._fd, 2 * rows * cols * 4)  # POSIX: the block's descriptor
-    planes = np.ndarray((2, rows, cols), np.float32, buffer=view)
-    return planes[0], planes[1]
 
 
 def _create(nbytes: int) -> shared_memory.SharedMemory:
@@ -203,36 +185,41 @@ def compute(stack: TileStack, *, workers: int = 1, block_rows: int | None = None
         Before anything starts if the block (stack + 2 outputs) does not fit in memory.
     """
     n, rows, cols = stack.shape
-    shape = (n, rows, cols)
+    shape = (n + 2, rows, cols)
     nbytes = math.prod(shape) * 4
-    out_bytes = 2 * rows * cols * 4
     br = block_rows or math.ceil(rows / workers)
     starts = list(range(0, rows, br))
     key = stack_key(stack.paths)
     reuse = isinstance(pool, Pool) and pool.kind == "process" and not pool.closed
     got = _pool_block(pool, nbytes) if reuse and workers <= pool.workers else None
     if got is None:
-        check_fits(nbytes + out_bytes)
+        check_fits(nbytes)
         shm, how = _create(nbytes), "run"
     else:
         shm, how = got[0], "new" if got[1] else "reused"
-    out_shm: shared_memory.SharedMemory | None = None
+    block: np.ndarray | None = None
     try:
-        out_shm = _create(out_bytes)
         with session(pool, "process", workers) as s:
             t0 = time.perf_counter()
-            futures = [s.submit(read_reduce, shm.name, shape, out_shm.name, stack.paths, key,
-                                r0, min(rows, r0 + br), ddof, min_count) for r0 in starts]
+            futures = [s.submit(read_reduce, shm.name, shape, stack.paths, key, r0,
+                                min(rows, r0 + br), ddof, min_count) for r0 in starts]
+            # while the workers run: fault the result arrays in (zeros), then copy each slab
+            # out as soon as it is done
+            mean, std = np.empty((rows, cols), np.float32), np.empty((rows, cols), np.float32)
+            mean.fill(0.0)
+            std.fill(0.0)
+            block = np.ndarray(shape, np.float32, buffer=shm.buf)
             records = []
-            for i, f in enumerate(futures):
+            for i, (r0, f) in enumerate(zip(starts, futures, strict=True)):
                 records.append(f.result())
+                mean[r0:r0 + br] = block[n, r0:r0 + br]
+                std[r0:r0 + br] = block[n + 1, r0:r0 + br]
                 if progress:
                     progress(i + 1, len(futures))
-            mean, std = _result_arrays(out_shm, rows, cols)
+            block = None
             t1 = time.perf_counter()
     finally:
-        if out_shm is not None:
-            _release(out_shm)
+        block = None
         if got is None:
             _release(shm)
         else:
