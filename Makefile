@@ -18,7 +18,7 @@ help:
 	@echo "make data    - synthetic '$(PRESET)' stack + its intensity tiles under data/"
 	@echo "make bench-perf - performance targets (kernel, process, parallel, prep, start-up) -> benchmarks/perf.csv"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml labkit/_prepkernel.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

@@ -19,6 +19,7 @@ from labkit.io import TILE_SUFFIX, date_from_name
 
 __all__ = [
     "SLC_PATTERNS",
+    "RawLayout",
     "SlcInfo",
     "find_slcs",
     "open_slc_checked",
@@ -155,8 +156,28 @@ _ISCE_BYTES = {"CSHORT": 4, "CINT": 8, "CFLOAT": 8, "CDOUBLE": 16}  # bytes per 
 
 
 @dataclass(frozen=True)
+class RawLayout:
+    """Where the samples of a raw little-endian complex64 SLC are, so that prep can read
+    them with ``os.pread`` instead of GDAL.
+
+    Attributes
+    ----------
+    path : Path
+        The raw data file.
+    offset : int
+        Bytes before the first sample of line 0.
+    line_bytes : int
+        Bytes from the start of one line to the start of the next (≥ 8 · samples).
+    """
+
+    path: Path
+    offset: int
+    line_bytes: int
+
+
+@dataclass(frozen=True)
 class SlcInfo:
-    """One validated SLC, ready to be read with rasterio.
+    """One validated SLC, ready to be read (raw with ``pread``, or with rasterio).
 
     Attributes
     ----------
@@ -170,6 +191,9 @@ class SlcInfo:
         Sample type of band 1 as rasterio names it (``complex64``, ``complex_int16``, ...).
     raw : Path or None
         The raw data file behind a VRT or ISCE header, when there is one.
+    layout : RawLayout or None
+        Set when the header describes plain little-endian complex64 lines (ISCE2's
+        ``.slc`` with its ``.slc.vrt`` or ``.slc.xml``): the samples can be read raw.
     """
 
     path: Path
@@ -178,6 +202,7 @@ class SlcInfo:
     samples: int
     dtype: str
     raw: Path | None = None
+    layout: RawLayout | None = None
 
     @property
     def itemsize(self) -> int:
@@ -298,8 +323,12 @@ def _check_size(raw: Path, need: int, header: Path) -> None:
         )
 
 
-def _check_vrt(path: Path) -> Path | None:
-    """Check the raw files of a VRTRawRasterBand VRT; returns the raw file (or None)."""
+def _check_vrt(path: Path) -> tuple[Path | None, tuple[int, int, RawLayout] | None]:
+    """Check the raw files of a VRTRawRasterBand VRT.
+
+    Returns the raw file (or None) and, for a one-band little-endian CFloat32 raw VRT
+    (ISCE2's ``.slc.vrt``), ``(lines, samples, layout)``; otherwise None.
+    """
     try:
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError) as exc:
@@ -308,8 +337,14 @@ def _check_vrt(path: Path) -> Path | None:
         lines = int(root.get("rasterYSize", ""))
     except ValueError:
         raise LabError(f"{path} is not a GDAL VRT: no rasterYSize") from None
+    try:
+        samples = int(root.get("rasterXSize", ""))
+    except ValueError:
+        samples = 0  # GDAL reports it when it opens the VRT
     raw_file = None
-    for band in root.iter("VRTRasterBand"):
+    layout = None
+    bands = list(root.iter("VRTRasterBand"))
+    for band in bands:
         if band.get("subClass") != "VRTRawRasterBand":
             continue
         src = band.find("SourceFilename")
@@ -335,7 +370,14 @@ def _check_vrt(path: Path) -> Path | None:
         if line_offset is not None:
             _check_size(raw, offset + line_offset * lines, path)
         raw_file = raw
-    return raw_file
+        pixel = _int_text(band.find("PixelOffset"), 8)
+        plain = (len(bands) == 1 and band.get("dataType") == "CFloat32"
+                 and (band.findtext("ByteOrder") or "").strip().upper() == "LSB"
+                 and pixel == 8 and line_offset is not None and line_offset >= 8 * samples
+                 and samples > 0 and lines > 0 and offset >= 0)
+        if plain:
+            layout = (lines, samples, RawLayout(raw, offset, line_offset))
+    return raw_file, layout
 
 
 def _isce_props(xml: Path) -> dict[str, str]:
@@ -368,8 +410,9 @@ def _check_xml_agrees(vrt: Path, xml: Path, lines: int, samples: int) -> None:
         )
 
 
-def _check_isce_xml(path: Path) -> Path:
-    """Check a raw ISCE ``.slc`` against its ``.slc.xml``; returns the xml path."""
+def _check_isce_xml(path: Path) -> tuple[int, int, RawLayout] | None:
+    """Check a raw ISCE ``.slc`` against its ``.slc.xml``. Returns ``(lines, samples,
+    layout)`` for one band of little-endian CFLOAT (what ISCE2 writes), else None."""
     xml = path.with_name(path.name + ".xml")
     if not xml.is_file():
         raise LabError(
@@ -381,10 +424,18 @@ def _check_isce_xml(path: Path) -> Path:
         bands = int(props.get("number_bands", "1") or 1)
     except (KeyError, ValueError):
         raise LabError(f"ISCE header {xml} has no valid width/length") from None
-    nbytes = _ISCE_BYTES.get(props.get("data_type", "").upper())
+    data_type = props.get("data_type", "").upper()
+    nbytes = _ISCE_BYTES.get(data_type)
     if nbytes is not None:
         _check_size(path, width * length * bands * nbytes, xml)
-    return xml
+    plain = (data_type == "CFLOAT" and bands == 1 and width > 0 and length > 0
+             and props.get("byte_order", "").lower() == "l")
+    if not plain:
+        return None
+    if not os.access(path, os.R_OK):
+        raise LabError(f"raw file {path} is not readable (permission denied): fix its "
+                       "permissions")
+    return length, width, RawLayout(path, 0, 8 * width)
 
 
 def open_slc_checked(path: str | os.PathLike[str]) -> SlcInfo:
@@ -392,7 +443,9 @@ def open_slc_checked(path: str | os.PathLike[str]) -> SlcInfo:
 
     Checks that the raw data behind a VRT (``VRTRawRasterBand``) or an ISCE ``.xml``
     exists and holds at least the bytes its header promises (``ImageOffset + LineOffset
-    · lines``), that GDAL opens it, and that band 1 is complex.
+    · lines``), that GDAL opens it, and that band 1 is complex. A header that describes
+    plain little-endian complex64 lines (ISCE2's) is enough: GDAL (and the rasterio
+    import) is skipped, and :attr:`SlcInfo.layout` says where to read the samples.
 
     Returns
     -------
@@ -405,8 +458,6 @@ def open_slc_checked(path: str | os.PathLike[str]) -> SlcInfo:
     """
     import warnings
 
-    import rasterio
-
     p = Path(path)
     date = date_from_name(p)
     if not p.exists():
@@ -417,20 +468,28 @@ def open_slc_checked(path: str | os.PathLike[str]) -> SlcInfo:
             )
         raise LabError(f"SLC {p} does not exist")
     raw: Path | None = None
+    plain: tuple[int, int, RawLayout] | None = None
     suffix = _suffix(p.name)
     if suffix in (".slc.vrt", ".vrt"):
-        raw = _check_vrt(p)
+        raw, plain = _check_vrt(p)
     elif suffix == ".slc":
-        _check_isce_xml(p)
+        plain = _check_isce_xml(p)
         raw = p
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # NotGeoreferencedWarning: radar geometry
-            with rasterio.open(p) as ds:
-                lines, samples, dtype = ds.height, ds.width, ds.dtypes[0]
-    except rasterio.errors.RasterioIOError as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else "unknown format"
-        raise LabError(f"cannot open SLC {p} with GDAL: {msg}") from None
+    if plain is not None:  # plain complex64 lines: the header says all GDAL would
+        lines, samples, layout = plain
+        dtype = "complex64"
+    else:
+        import rasterio
+
+        layout = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # NotGeoreferencedWarning: radar geometry
+                with rasterio.open(p) as ds:
+                    lines, samples, dtype = ds.height, ds.width, ds.dtypes[0]
+        except rasterio.errors.RasterioIOError as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else "unknown format"
+            raise LabError(f"cannot open SLC {p} with GDAL: {msg}") from None
     if not dtype.startswith("complex"):
         raise LabError(
             f"{p} holds {dtype} samples: expected a complex SLC (complex64, as ISCE2 writes)"
@@ -439,4 +498,4 @@ def open_slc_checked(path: str | os.PathLike[str]) -> SlcInfo:
         raw = None
     if raw is not None and suffix == ".slc.vrt" and raw.with_name(raw.name + ".xml").is_file():
         _check_xml_agrees(p, raw.with_name(raw.name + ".xml"), lines, samples)
-    return SlcInfo(p, date, lines, samples, dtype, raw)
+    return SlcInfo(p, date, lines, samples, dtype, raw, layout)

@@ -646,7 +646,8 @@ def target_prep(slc_dir: Path, repeats: int = 5,
         }
         t = alternate(fns, repeats, progress=progress)
         rows.append(make_row("4-prep", f"raw read of the {size}",
-                             f"|S|² + multilook 4×4 + crop + write, {prep.PREP_THREADS} threads",
+                             f"|S|² + multilook 4×4 + crop + write, {prep.PREP_THREADS} threads, "
+                             f"{prep.kernel_name()} kernel",
                              t["raw read"], t["prep"],
                              _median(t["raw read"]) / _median(t["prep"]), ">= 0.5"))
         rows.append(make_row("4-prep", "raw read", "the same prep on 1 thread", t["raw read"],

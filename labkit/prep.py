@@ -9,6 +9,13 @@ a temporary file that is renamed into place when the date is complete.
 Numerical contract (DESIGN §5): I = re² + im² (float32) of each complex sample; samples
 exactly 0 or not finite are no-data; a multilooked pixel is the mean of its L_az × L_rg
 samples, summed in float64, NaN if any of them is no-data.
+
+Kernels: a small compiled C kernel (:mod:`labkit._prepkernel`, built by ``pip install -e
+.``) fuses |S|² and the multilook in one pass over cache-sized blocks, with the GIL
+released, and gives the same bits as the NumPy kernel; ``LABKIT_PREP_KERNEL=numpy|c|auto``
+chooses (auto: C when built). Raw ISCE2 SLCs (little-endian complex64 lines, see
+:attr:`labkit.isce.SlcInfo.layout`) are read with ``pread`` straight into the kernel's
+buffers; other rasters (VRTs of other kinds, GeoTIFFs, ...) are read with rasterio.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,13 +39,14 @@ import numpy as np
 
 from labkit.errors import Interrupted, LabError
 from labkit.io import TILE_SUFFIX, geotiff_row_writer
-from labkit.isce import SlcInfo, find_slcs, open_slc_checked
+from labkit.isce import RawLayout, SlcInfo, find_slcs, open_slc_checked
 
 if TYPE_CHECKING:
     from labkit import synth
 
 __all__ = [
     "BLOCK_BYTES",
+    "PREP_KERNELS",
     "PREP_THREADS",
     "TILE_SIDES",
     "PrepSummary",
@@ -46,6 +55,7 @@ __all__ = [
     "describe",
     "ensure_tiles",
     "intensity",
+    "kernel_name",
     "multilook",
     "prep_date",
     "prep_stack",
@@ -55,6 +65,9 @@ __all__ = [
 BLOCK_BYTES = 4 * 2**20  # SLC bytes read per block: 4 MiB keeps the kernel in L2/L3 cache
 PREP_THREADS = min(2, os.cpu_count() or 1)  # threads per date when one date is prepped at a time
 TILE_SIDES = (16, 32, 64, 128, 256, 512, 1024, 2048)  # square tile sides offered (px)
+PREP_KERNELS = ("auto", "c", "numpy")  # values of LABKIT_PREP_KERNEL
+_C_TASK_BLOCKS = 4  # the C raw reader takes 4 × BLOCK_BYTES per call: fewer GIL hand-offs
+_AHEAD_BYTES = 64 * 2**20  # multilooked bytes the threads may compute ahead of the writer
 _NAN = np.float32(np.nan)
 
 Crop = tuple[int, int, int, int]
@@ -162,23 +175,58 @@ def multilook(intensity: np.ndarray, looks: int | Sequence[int] = (4, 4)) -> np.
     return _sum_looks(a, laz, lrg)
 
 
+def _c_module():  # -> the compiled labkit._prepkernel module, or None
+    try:
+        from labkit import _prepkernel
+    except ImportError:
+        return None
+    return _prepkernel
+
+
+def kernel_name() -> str:
+    """The prep kernel to use: ``"c"`` (:mod:`labkit._prepkernel`) or ``"numpy"``.
+
+    ``LABKIT_PREP_KERNEL=numpy`` forces NumPy; ``c`` requires the compiled kernel;
+    ``auto`` (or unset) takes C when it is built. Both give the same tiles, bit for bit.
+    """
+    want = os.environ.get("LABKIT_PREP_KERNEL", "auto").strip().lower() or "auto"
+    if want not in PREP_KERNELS:
+        raise LabError(f"LABKIT_PREP_KERNEL={want!r} is not valid: use auto, c or numpy")
+    if want == "numpy":
+        return "numpy"
+    if _c_module() is None:
+        if want == "c":
+            raise LabError("LABKIT_PREP_KERNEL=c but the compiled kernel labkit._prepkernel "
+                           "is not built: reinstall (make venv) with a C compiler, or use auto")
+        return "numpy"
+    return "c"
+
+
 class _Kernel:
     """Preallocated buffers for one date's row blocks: ``rows`` multilooked rows of
-    ``cols`` columns per block (so the SLC block is rows·laz × cols·lrg)."""
+    ``cols`` columns per block (so the SLC block is rows·laz × cols·lrg); ``kernel`` is
+    ``"c"`` or ``"numpy"`` (see :func:`kernel_name`)."""
 
-    def __init__(self, rows: int, cols: int, looks: Looks) -> None:
+    def __init__(self, rows: int, cols: int, looks: Looks, kernel: str = "numpy") -> None:
         laz, lrg = looks
         self.looks = looks
+        self.cols = cols
         self.slc = np.empty((rows * laz, cols * lrg), np.complex64)
-        self.inten = np.empty((rows * laz, cols * lrg), np.float32)
-        self.zero = np.empty((rows * laz, cols * lrg), np.bool_)
-        self.acc = np.empty((rows, cols * lrg))
-        self.out = np.empty((rows, cols))
+        self.c = _c_module() if kernel == "c" else None
+        if self.c is None:
+            self.inten = np.empty((rows * laz, cols * lrg), np.float32)
+            self.zero = np.empty((rows * laz, cols * lrg), np.bool_)
+            self.acc = np.empty((rows, cols * lrg))
+            self.out = np.empty((rows, cols))
 
     def run(self, n: int) -> np.ndarray:
-        """Multilook the first ``n`` rows' worth of ``self.slc`` (destroyed: squared in
-        place). Equal, bit for bit, to ``multilook(intensity(slc), looks)``."""
+        """Multilook the first ``n`` rows' worth of ``self.slc`` (NumPy: destroyed, squared
+        in place). Equal, bit for bit, to ``multilook(intensity(slc), looks)``."""
         laz, lrg = self.looks
+        if self.c is not None:
+            res = np.empty((n, self.cols), np.float32)
+            self.c.multilook(self.slc, res, n, self.cols, self.slc.shape[1], 0, laz, lrg)
+            return res
         m = n * laz
         v = self.slc[:m].view(np.float32)
         np.multiply(v, v, out=v)  # re², im² in place, contiguous
@@ -222,10 +270,11 @@ def _check_crop(crop: Sequence[int], looks: Looks, lines: int, samples: int) -> 
     )
 
 
-def _block_rows(cols: int, looks: Looks) -> int:
-    """Multilooked rows per block so the SLC block is about ``BLOCK_BYTES``."""
+def _block_rows(cols: int, looks: Looks, nbytes: int | None = None) -> int:
+    """Multilooked rows per block so the SLC block is about ``nbytes`` (default
+    :data:`BLOCK_BYTES`)."""
     laz, lrg = looks
-    return max(1, BLOCK_BYTES // (laz * cols * lrg * 8))
+    return max(1, (BLOCK_BYTES if nbytes is None else nbytes) // (laz * cols * lrg * 8))
 
 
 def _tags(path: Path, crop: Crop, looks: Looks) -> dict[str, str]:
@@ -234,33 +283,94 @@ def _tags(path: Path, crop: Crop, looks: Looks) -> dict[str, str]:
             "LABKIT_LOOKS": f"{looks[0]}x{looks[1]}"}
 
 
-def _prep_one(path: Path, out_path: Path, crop: Crop, looks: Looks, itemsize: int = 8,
-              threads: int = 1) -> int:
-    """Worker: prep one validated SLC into ``out_path``; returns SLC bytes read
-    (``itemsize``: bytes per sample on disk).
+def _read_error(path: Path, exc: BaseException) -> LabError:
+    if isinstance(exc, OSError) and exc.strerror:
+        return LabError(f"cannot read SLC {path}: {exc.strerror}")
+    return LabError(f"cannot read SLC {path}: its raw file ends before the last line "
+                    "(truncated while prep ran? re-copy the SLC)")
 
-    With ``threads > 1`` row blocks are read and multilooked by that many threads (GDAL's
-    reads and NumPy's loops release the GIL, so one thread reads while another computes);
-    this thread writes the blocks in order. Each block is computed the same way whatever
-    thread runs it, so the tile is bitwise the same.
+
+def _pread_lines(fd: int, layout: RawLayout, line0: int, col0: int, dest: np.ndarray,
+                 path: Path) -> None:
+    """Read ``dest.shape[0]`` lines from ``line0``, samples ``col0 ..`` (complex64) of a
+    raw SLC into the rows of ``dest`` with ``os.preadv`` (which releases the GIL)."""
+    lines, cols = dest.shape
+    whole = layout.line_bytes == cols * 8  # whole lines back to back: one read
+    rows = [dest.reshape(-1)] if whole else list(dest)
+    step = layout.line_bytes * (lines if whole else 1)
+    off = layout.offset + line0 * layout.line_bytes + col0 * 8
+    for k, row in enumerate(rows):
+        view = memoryview(row).cast("B")
+        done = 0
+        while done < len(view):
+            try:
+                got = os.preadv(fd, [view[done:]], off + k * step + done)
+            except OSError as exc:
+                raise _read_error(path, exc) from None
+            if got == 0:
+                raise _read_error(path, EOFError())
+            done += got
+
+
+def _raw_layout(info: SlcInfo) -> RawLayout | None:
+    """Where to ``pread`` the samples of ``info`` (little-endian complex64 lines), or None
+    (then GDAL reads them)."""
+    return info.layout if sys.byteorder == "little" else None
+
+
+def _block_reader(info: SlcInfo, crop: Crop, looks: Looks, nblock: int, kernel: str
+                  ) -> tuple[Callable[[int], np.ndarray], Callable[[], None]]:
+    """``(block, close)``: ``block(r)`` reads and multilooks output rows ``r ..
+    r + nblock`` of the crop (from any thread); ``close()`` frees what it opened.
+
+    Raw ISCE2 SLCs are read with ``pread`` (by the C kernel itself, in cache-sized line
+    groups, or by ``os.preadv`` for the NumPy kernel); anything else with rasterio.
     """
+    w, h, r0, c0 = crop
+    laz, lrg = looks
+    local = threading.local()
+    layout = _raw_layout(info)
+    if layout is not None:
+        try:
+            fd = os.open(layout.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise _read_error(info.path, exc) from None
+        ck = _c_module() if kernel == "c" else None
+        if ck is not None and hasattr(ck, "read_multilook"):
+
+            def block(r: int) -> np.ndarray:  # one GIL-free call: pread + |S|² + multilook
+                n = min(nblock, h - r)
+                out = np.empty((n, w), np.float32)
+                try:
+                    ck.read_multilook(fd, layout.offset + (r0 + r) * laz * layout.line_bytes,
+                                      layout.line_bytes, out, n, w, c0 * lrg, laz, lrg)
+                except (OSError, EOFError) as exc:
+                    raise _read_error(info.path, exc) from None
+                return out
+        else:
+
+            def block(r: int) -> np.ndarray:
+                kern = getattr(local, "kern", None)
+                if kern is None:
+                    kern = local.kern = _Kernel(nblock, w, looks, kernel)
+                n = min(nblock, h - r)
+                _pread_lines(fd, layout, (r0 + r) * laz, c0 * lrg, kern.slc[: n * laz],
+                             info.path)
+                return kern.run(n)
+
+        return block, partial(os.close, fd)
+
     import rasterio
     from rasterio.windows import Window
 
-    w, h, r0, c0 = crop
-    laz, lrg = looks
-    nblock = min(h, _block_rows(w, looks))
-    starts = list(range(0, h, nblock))
-    threads = max(1, min(threads, len(starts)))
-    local = threading.local()
     opened: list = []
 
     def block(r: int) -> np.ndarray:  # read and multilook rows r .. r+nblock (any thread)
         # GDAL_ONE_BIG_READ: raw/VRT bands read the window straight into our buffer
         with rasterio.Env(GDAL_ONE_BIG_READ="YES"):
             if getattr(local, "state", None) is None:  # this thread's dataset and buffers
-                opened.append(rasterio.open(path))
-                local.state = (opened[-1], _Kernel(nblock, w, looks))
+                opened.append(rasterio.open(info.path))
+                local.state = (opened[-1], _Kernel(nblock, w, looks, kernel))
             ds, kern = local.state
             n = min(nblock, h - r)
             win = Window(c0 * lrg, (r0 + r) * laz, w * lrg, n * laz)
@@ -268,41 +378,72 @@ def _prep_one(path: Path, out_path: Path, crop: Crop, looks: Looks, itemsize: in
                 ds.read(1, window=win, out=kern.slc[: n * laz])
             except rasterio.errors.RasterioIOError as exc:
                 msg = str(exc).splitlines()[0] if str(exc) else "read error"
-                raise LabError(f"cannot read SLC {path}: {msg}") from None
+                raise LabError(f"cannot read SLC {info.path}: {msg}") from None
             return kern.run(n)
 
+    def close() -> None:
+        for ds in opened:
+            ds.close()
+
+    return block, close
+
+
+def _prep_one(info: SlcInfo, out_path: Path, crop: Crop, looks: Looks, threads: int = 1
+              ) -> int:
+    """Worker: prep one validated SLC into ``out_path``; returns SLC bytes read.
+
+    With ``threads > 1`` row blocks are read and multilooked by that many threads (pread,
+    GDAL's reads and both kernels release the GIL, so one thread reads while another
+    computes); this thread writes the blocks in order. The threads start before the
+    output is opened, so in a fresh process they run while rasterio is imported. Each
+    block is computed the same way whatever thread runs it, so the tile is bitwise the
+    same.
+    """
+    w, h, r0, c0 = crop
+    laz, lrg = looks
+    kernel = kernel_name()
+    big = kernel == "c" and _raw_layout(info) is not None  # one C call per block: make it big
+    nblock = min(h, _block_rows(w, looks, BLOCK_BYTES * (_C_TASK_BLOCKS if big else 1)))
+    starts = list(range(0, h, nblock))
+    threads = max(1, min(threads, len(starts)))
+    writer = partial(geotiff_row_writer, out_path, h, w, _tags(info.path, crop, looks))
+    block, close = _block_reader(info, crop, looks, nblock, kernel)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # NotGeoreferencedWarning: radar geometry
-            with geotiff_row_writer(out_path, h, w, _tags(path, crop, looks)) as write:
-                if threads == 1:
+            if threads == 1:
+                with writer() as write:
                     for r in starts:
                         write(r, block(r))
-                else:
-                    _blocks_in_threads(block, starts, threads, write)
+            else:
+                ahead = max(2 * threads, _AHEAD_BYTES // (nblock * w * 4))
+                _blocks_in_threads(block, starts, threads, writer, ahead)
     finally:
-        for ds in opened:
-            ds.close()
-    return h * laz * w * lrg * itemsize
+        close()
+    return h * laz * w * lrg * info.itemsize
 
 
 def _blocks_in_threads(block: Callable[[int], np.ndarray], starts: list[int], threads: int,
-                       write: Callable[[int, np.ndarray], None]) -> None:
-    """``write(r, block(r))`` for every start, ``block`` in a pool of ``threads`` threads
-    (at most two blocks per thread in flight, so memory stays bounded), writes in order."""
+                       writer: Callable[[], contextlib.AbstractContextManager], ahead: int
+                       ) -> None:
+    """``write(r, block(r))`` for every start, ``block`` in a pool of ``threads`` threads,
+    at most ``ahead`` blocks ahead of the writer (so memory stays bounded); ``writer()``
+    gives the ``write`` context, opened once the first blocks are running; writes in
+    order."""
     from concurrent.futures import ThreadPoolExecutor
 
     todo = iter(starts)
     with ThreadPoolExecutor(threads, thread_name_prefix="labkit-prep") as ex:
-        pending: deque = deque((r, ex.submit(block, r)) for r in islice(todo, 2 * threads))
+        pending: deque = deque((r, ex.submit(block, r)) for r in islice(todo, ahead))
         try:
-            while pending:
-                r, fut = pending.popleft()
-                result = fut.result()
-                nxt = next(todo, None)
-                if nxt is not None:
-                    pending.append((nxt, ex.submit(block, nxt)))
-                write(r, result)
+            with writer() as write:
+                while pending:
+                    r, fut = pending.popleft()
+                    result = fut.result()
+                    nxt = next(todo, None)
+                    if nxt is not None:
+                        pending.append((nxt, ex.submit(block, nxt)))
+                    write(r, result)
         except BaseException:
             for _, fut in pending:
                 fut.cancel()
@@ -342,7 +483,7 @@ def prep_date(
     from labkit.io import check_writable
 
     out = check_writable(out_path)
-    return _prep_one(info.path, out, c, lk, info.itemsize, max(1, int(threads)))
+    return _prep_one(info, out, c, lk, max(1, int(threads)))
 
 
 # --------------------------------------------------------------------------------------
@@ -413,13 +554,13 @@ def _is_current(out: Path, info: SlcInfo, crop: Crop, looks: Looks) -> bool:
     return same and all(tags.get(k) == v for k, v in want.items())
 
 
-def _prep_task(path: Path, out_path: Path, crop: Crop, looks: Looks, itemsize: int) -> int:
+def _prep_task(info: SlcInfo, out_path: Path, crop: Crop, looks: Looks) -> int:
     """Process-pool task: :func:`_prep_one` after the pool's test hooks (see
     :mod:`labkit.backends.pools`: ``LABKIT_TEST_KILL_AFTER``, ``LABKIT_TEST_TASK_DELAY``)."""
     from labkit.backends.pools import apply_test_hooks
 
     apply_test_hooks()
-    return _prep_one(path, out_path, crop, looks, itemsize)
+    return _prep_one(info, out_path, crop, looks)
 
 
 def _remove_temps(dest: Path, outs: Sequence[Path]) -> None:
@@ -443,8 +584,7 @@ def _run(tasks: list[tuple[SlcInfo, Path]], crop: Crop, looks: Looks, jobs: int,
         try:
             for info, out in tasks:
                 bar.set_postfix_str(info.date, refresh=False)  # type: ignore[attr-defined]
-                nbytes = _prep_one(info.path, out, crop, looks, info.itemsize,
-                                   PREP_THREADS)
+                nbytes = _prep_one(info, out, crop, looks, PREP_THREADS)
                 total += nbytes
                 done += 1
                 bar.update(nbytes)  # type: ignore[attr-defined]
@@ -461,7 +601,7 @@ def _run(tasks: list[tuple[SlcInfo, Path]], crop: Crop, looks: Looks, jobs: int,
         # forkserver workers, BLAS/OpenMP pinned to 1 thread, SIGINT ignored in workers;
         # on any error or Ctrl-C the session terminates the workers before re-raising
         with session(None, "process", min(jobs, len(tasks))) as run:
-            futures = {run.submit(_prep_task, info.path, out, crop, looks, info.itemsize): info
+            futures = {run.submit(_prep_task, info, out, crop, looks): info
                        for info, out in tasks}
             for fut in as_completed(futures):
                 try:
@@ -481,6 +621,32 @@ def _run(tasks: list[tuple[SlcInfo, Path]], crop: Crop, looks: Looks, jobs: int,
         _remove_temps(tasks[0][1].parent, [out for _, out in tasks])
         raise
     return total
+
+
+class _NoBar:
+    """Stands in for a tqdm bar when progress is off (tqdm costs ≈ 40 ms to import)."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: float = 1) -> None:
+        return None
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        return None
+
+
+def _progress_bar(total: int, progress: bool) -> contextlib.AbstractContextManager:
+    """A tqdm bar of SLC bytes read on stderr, or a silent stand-in."""
+    if not progress:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1000, desc="prep",
+                file=sys.stderr, leave=False)
 
 
 def prep_stack(
@@ -556,12 +722,9 @@ def prep_stack(
     except OSError as exc:
         raise LabError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
 
-    from tqdm.auto import tqdm
-
     need = sum(c[0] * lk[1] * c[1] * lk[0] * info.itemsize for info, _ in tasks)
     t0 = time.perf_counter()
-    with tqdm(total=need, unit="B", unit_scale=True, unit_divisor=1000, desc="prep",
-              file=sys.stderr, disable=not progress, leave=False) as bar:
+    with _progress_bar(need, progress) as bar:
         summary.bytes_read = _run(tasks, c, lk, int(jobs), bar)
     summary.seconds = time.perf_counter() - t0
     if summary.seconds > 0:

@@ -13,6 +13,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 # pip name -> conda-forge name where they differ; pip-only packages.
 CONDA_NAME = {"mpich": "mpich"}
+BUILD_ONLY = {"c-compiler"}  # conda-only build tools (not Python dependencies)
 
 
 def _name(req: str) -> str:
@@ -32,7 +33,7 @@ def test_environment_yml_matches_pyproject():
     assert {CONDA_NAME.get(d, d) for d in deps} <= conda, (
         f"missing in environment.yml: {sorted({CONDA_NAME.get(d, d) for d in deps} - conda)}"
     )
-    extra = conda - {CONDA_NAME.get(d, d) for d in deps} - {"python", "pip"}
+    extra = conda - {CONDA_NAME.get(d, d) for d in deps} - {"python", "pip"} - BUILD_ONLY
     assert not extra, f"environment.yml has packages pyproject lacks: {sorted(extra)}"
     assert "conda-forge" in env["channels"]
 
