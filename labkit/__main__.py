@@ -1,5 +1,5 @@
 """``python -m labkit`` is the same as the ``labkit`` console script."""
 
-from labkit.cli import main
+from labkit.cli import run
 
-raise SystemExit(main())
+run()

@@ -8,13 +8,14 @@ the handlers so that ``labkit run`` starts fast.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import sys
 from collections.abc import Sequence
 
 from labkit.errors import Interrupted, LabError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main", "run"]
 
 BACKEND_NAMES = ("sequential", "multiprocessing", "mem", "threads", "mpi")
 STRATEGIES = ("per-file", "partitioned")
@@ -216,3 +217,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabError as exc:
         _say(f"labkit: error: {exc}")
         return 2
+
+
+def run() -> None:
+    """The ``labkit`` console script and ``python -m labkit``: :func:`main`, then exit.
+
+    After a command has returned, its outputs are closed and renamed into place; what is
+    left of a normal exit is the interpreter's teardown (module dictionaries, GDAL's
+    driver manager), ≈30 ms of a 0.3 s ``labkit prep``. So the exit handlers run as usual
+    (pools closed, shared memory unlinked, progress bars closed), the streams are flushed,
+    and the process ends with ``os._exit``. Under MPI the normal exit is kept: mpi4py
+    finalizes MPI in the teardown, and ``mpiexec`` waits for it.
+    """
+    code = main()
+    if "mpi4py" in sys.modules:
+        raise SystemExit(code)
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # e.g. stdout was a pipe closed early: let Python report it as usual
+        raise SystemExit(code) from None
+    os._exit(code)

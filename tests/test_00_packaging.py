@@ -45,7 +45,7 @@ def test_python_floor_agrees():
 
 
 def test_console_script_and_module_entry():
-    assert _pyproject()["project"]["scripts"]["labkit"] == "labkit.cli:main"
+    assert _pyproject()["project"]["scripts"]["labkit"] == "labkit.cli:run"
     out = subprocess.run([sys.executable, "-m", "labkit", "--help"], capture_output=True,
                          text=True, check=True)
     for cmd in ("synth", "prep", "run", "verify", "info", "bench", "plot", "report"):
