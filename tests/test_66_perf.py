@@ -234,7 +234,9 @@ def test_targets_small(tmp_path, tiny, tiles):
     assert "forbidden" in (tmp_path / "importtime.txt").read_text()
     rows += perf.target_prefetch(tiles, repeats=1)
     rows += perf.target_parallel(tiny, tiny, repeats=1, backends=[("threads", None, None)])
-    assert {r["target"] for r in rows} >= {"5-imports", "6-prefetch", "3-speedup", "3-seed"}
+    assert {r["target"] for r in rows} >= {"5-imports", "6-prefetch", "3-speedup", "3-seed",
+                                           "3-scaling"}
+    assert len([r for r in rows if r["target"] == "3-scaling"]) == 3
     for r in rows:
         assert set(r) == set(perf.PERF_COLUMNS)
         assert r["a_median_s"] is None or r["a_median_s"] > 0
@@ -275,6 +277,24 @@ def test_perf_section(tmp_path):
     assert "Objetivos de rendimiento" in es and "Se cumplen 3 de 4 metas" in es
     with pytest.raises(LabError, match="language 'fr'"):
         perf.perf_section(path, lang="fr")
+    # target 3: the speed-up is explained by the scaling of each part and the overheads
+    rows += [perf.make_row("3-speedup", "best ×1", "×2", [0.02], [0.014], 1.43, ">= 1.7"),
+             perf.make_row("3-seed", "sequential", "mem ×2", [0.005], [0.006], 0.83, ">= 1.0")]
+    rows += [perf.make_row("3-scaling", f"{name}, 1 thread (dates24)", "2 threads", [0.01],
+                           [0.01 / r], r)
+             for name, r in (("read from the page cache", 1.1), ("copy within RAM", 1.9),
+                             ("fused kernel", 1.8))]
+    rows += [perf.make_row("3-overhead", name, "", [t], None, None)
+             for name, t in (("process pool ×2: two empty tasks", 0.001),
+                             ("process pool ×2: two 1024×1024 float32 images back (pickle)",
+                              0.013), ("MPI engines ×2 (ipyparallel): one empty task each",
+                                       0.008))]
+    path = perf.write_perf_csv(tmp_path / "perf3.csv", rows)
+    en = perf.perf_section(path)
+    assert "reading the tiles from the page cache ran 1.10× faster" in en
+    assert "whole sequential job takes 5.0 ms" in en and "MPI engines 8.0 ms" in en
+    es = perf.perf_section(path, lang="es")
+    assert "leer los tiles desde la caché de páginas fue 1.10×" in es
     with pytest.raises(LabError, match="does not exist"):
         perf.perf_section(tmp_path / "nope.csv")
 
