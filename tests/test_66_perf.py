@@ -293,6 +293,7 @@ def test_perf_section(tmp_path):
     en = perf.perf_section(path)
     assert "reading the tiles from the page cache ran 1.10× faster" in en
     assert "whole sequential job takes 5.0 ms" in en and "MPI engines 8.0 ms" in en
+    assert "in this run: mem ×2 0.83×" in en
     es = perf.perf_section(path, lang="es")
     assert "leer los tiles desde la caché de páginas fue 1.10×" in es
     with pytest.raises(LabError, match="does not exist"):
