@@ -574,7 +574,8 @@ def _scaling(dates24: Path, repeats: int, progress: Callable[[str], None] | None
 
     def read(part: int, parts: int) -> None:
         for r in range(part * rows // parts, (part + 1) * rows // parts, br):
-            readers[part].read(r, min(br, rows - r), out=blocks[part][:, :min(br, rows - r)])
+            k = min(br, rows - r)
+            readers[part].read(r, k, out=blocks[part][:, :k])
 
     def copy(part: int, parts: int) -> None:
         for r in range(part * rows // parts, (part + 1) * rows // parts, br):
