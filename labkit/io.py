@@ -46,7 +46,12 @@ _DATE_RE = re.compile(r"(?<!\d)((?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|
 
 
 def date_from_name(path: str | os.PathLike[str]) -> str:
-    """Acquisition date ``YYYYMMDD`` taken from a file name (the last 8-digit date in it).
+    """Acquisition date ``YYYYMMDD`` taken from a file name: the first 8-digit date in it.
+
+    Product names put the acquisition first and later dates after it: OPERA CSLC
+    ``…_20220501T015035Z_20240625T000000Z_…`` (acquisition, then production),
+    Sentinel-1 ``…-20220501t015035-20220501t015102-…`` (start, then stop). A date may be
+    followed by a time (``T…``).
 
     Raises
     ------
@@ -57,7 +62,7 @@ def date_from_name(path: str | os.PathLike[str]) -> str:
     found = _DATE_RE.findall(name)
     if not found:
         raise LabError(f"no date in file name {name!r}: expected an 8-digit YYYYMMDD date")
-    return found[-1]
+    return found[0]
 
 
 def check_writable(path: str | os.PathLike[str]) -> Path:

@@ -39,7 +39,7 @@ import numpy as np
 
 from labkit.errors import Interrupted, LabError
 from labkit.io import TILE_SUFFIX, geotiff_row_writer
-from labkit.isce import RawLayout, SlcInfo, find_slcs, open_slc_checked
+from labkit.isce import RawLayout, SlcInfo, find_slcs, gdal_message, open_slc_checked
 
 if TYPE_CHECKING:
     from labkit import synth
@@ -376,9 +376,8 @@ def _block_reader(info: SlcInfo, crop: Crop, looks: Looks, nblock: int, kernel: 
             win = Window(c0 * lrg, (r0 + r) * laz, w * lrg, n * laz)
             try:
                 ds.read(1, window=win, out=kern.slc[: n * laz])
-            except rasterio.errors.RasterioIOError as exc:
-                msg = str(exc).splitlines()[0] if str(exc) else "read error"
-                raise LabError(f"cannot read SLC {info.path}: {msg}") from None
+            except rasterio.errors.RasterioIOError as exc:  # GDAL's cause is in the chain
+                raise LabError(f"cannot read SLC {info.path}: {gdal_message(exc)}") from None
             return kern.run(n)
 
     def close() -> None:
@@ -389,8 +388,9 @@ def _block_reader(info: SlcInfo, crop: Crop, looks: Looks, nblock: int, kernel: 
 
 
 def _prep_one(info: SlcInfo, out_path: Path, crop: Crop, looks: Looks, threads: int = 1
-              ) -> int:
-    """Worker: prep one validated SLC into ``out_path``; returns SLC bytes read.
+              ) -> tuple[int, bool]:
+    """Worker: prep one validated SLC into ``out_path``; returns the SLC bytes read and
+    whether the tile holds any valid (finite) pixel.
 
     With ``threads > 1`` row blocks are read and multilooked by that many threads (pread,
     GDAL's reads and both kernels release the GIL, so one thread reads while another
@@ -407,7 +407,15 @@ def _prep_one(info: SlcInfo, out_path: Path, crop: Crop, looks: Looks, threads: 
     starts = list(range(0, h, nblock))
     threads = max(1, min(threads, len(starts)))
     writer = partial(geotiff_row_writer, out_path, h, w, _tags(info.path, crop, looks))
-    block, close = _block_reader(info, crop, looks, nblock, kernel)
+    read_block, close = _block_reader(info, crop, looks, nblock, kernel)
+    valid: list[bool] = []
+
+    def block(r: int) -> np.ndarray:  # notes the first block with a valid pixel
+        out = read_block(r)
+        if not valid and np.isfinite(out).any():
+            valid.append(True)
+        return out
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # NotGeoreferencedWarning: radar geometry
@@ -420,7 +428,7 @@ def _prep_one(info: SlcInfo, out_path: Path, crop: Crop, looks: Looks, threads: 
                 _blocks_in_threads(block, starts, threads, writer, ahead)
     finally:
         close()
-    return h * laz * w * lrg * info.itemsize
+    return h * laz * w * lrg * info.itemsize, bool(valid)
 
 
 def _blocks_in_threads(block: Callable[[int], np.ndarray], starts: list[int], threads: int,
@@ -483,7 +491,7 @@ def prep_date(
     from labkit.io import check_writable
 
     out = check_writable(out_path)
-    return _prep_one(info, out, c, lk, max(1, int(threads)))
+    return _prep_one(info, out, c, lk, max(1, int(threads)))[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -509,6 +517,9 @@ class PrepSummary:
         SLC read throughput, MB/s (10⁶ bytes per second).
     skipped : int
         Dates whose tile was already up to date (``overwrite=False``).
+    empty : list of str
+        Dates whose tile came out entirely NaN (an all-zero SLC, or a crop over a
+        zero-filled edge): valid, but worth a warning.
     """
 
     outputs: list[Path] = field(default_factory=list)
@@ -517,6 +528,7 @@ class PrepSummary:
     seconds: float = 0.0
     mb_per_s: float = 0.0
     skipped: int = 0
+    empty: list[str] = field(default_factory=list)
 
 
 def _check_dest(dest: Path) -> None:
@@ -554,7 +566,7 @@ def _is_current(out: Path, info: SlcInfo, crop: Crop, looks: Looks) -> bool:
     return same and all(tags.get(k) == v for k, v in want.items())
 
 
-def _prep_task(info: SlcInfo, out_path: Path, crop: Crop, looks: Looks) -> int:
+def _prep_task(info: SlcInfo, out_path: Path, crop: Crop, looks: Looks) -> tuple[int, bool]:
     """Process-pool task: :func:`_prep_one` after the pool's test hooks (see
     :mod:`labkit.backends.pools`: ``LABKIT_TEST_KILL_AFTER``, ``LABKIT_TEST_TASK_DELAY``)."""
     from labkit.backends.pools import apply_test_hooks
@@ -576,15 +588,18 @@ def _kept(done: int, n: int) -> str:
 
 
 def _run(tasks: list[tuple[SlcInfo, Path]], crop: Crop, looks: Looks, jobs: int,
-         bar: object) -> int:
-    """Prep every (SLC, output) task, in-process or in a process pool; bytes read."""
+         bar: object, empty: list[str]) -> int:
+    """Prep every (SLC, output) task, in-process or in a process pool; bytes read. The
+    dates whose tiles came out all NaN are appended to ``empty``."""
     total = 0
     done = 0
     if jobs <= 1 or len(tasks) <= 1:
         try:
             for info, out in tasks:
                 bar.set_postfix_str(info.date, refresh=False)  # type: ignore[attr-defined]
-                nbytes = _prep_one(info, out, crop, looks, PREP_THREADS)
+                nbytes, valid = _prep_one(info, out, crop, looks, PREP_THREADS)
+                if not valid:
+                    empty.append(info.date)
                 total += nbytes
                 done += 1
                 bar.update(nbytes)  # type: ignore[attr-defined]
@@ -605,11 +620,13 @@ def _run(tasks: list[tuple[SlcInfo, Path]], crop: Crop, looks: Looks, jobs: int,
                        for info, out in tasks}
             for fut in as_completed(futures):
                 try:
-                    nbytes = fut.result()
+                    nbytes, valid = fut.result()
                 except BrokenProcessPool:
                     raise LabError("a prep worker died (killed or out of memory?) "
                                    + _kept(done, len(tasks)) + "; retry with fewer --jobs"
                                    ) from None
+                if not valid:
+                    empty.append(futures[fut].date)
                 total += nbytes
                 done += 1
                 bar.set_postfix_str(futures[fut].date, refresh=False)  # type: ignore[attr-defined]
@@ -717,6 +734,7 @@ def prep_stack(
                           skipped=len(infos) - len(tasks))
     if not tasks:
         return summary
+    created = not out_dir.exists()
     try:
         out_dir.mkdir(exist_ok=True)
     except OSError as exc:
@@ -724,8 +742,15 @@ def prep_stack(
 
     need = sum(c[0] * lk[1] * c[1] * lk[0] * info.itemsize for info, _ in tasks)
     t0 = time.perf_counter()
-    with _progress_bar(need, progress) as bar:
-        summary.bytes_read = _run(tasks, c, lk, int(jobs), bar)
+    try:
+        with _progress_bar(need, progress) as bar:
+            summary.bytes_read = _run(tasks, c, lk, int(jobs), bar, summary.empty)
+    except BaseException:
+        if created:  # a folder this run made and left empty goes too
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
+    summary.empty.sort()
     summary.seconds = time.perf_counter() - t0
     if summary.seconds > 0:
         summary.mb_per_s = summary.bytes_read / 1e6 / summary.seconds
@@ -809,6 +834,17 @@ def ensure_tiles(
 # --------------------------------------------------------------------------------------
 
 
+def empty_warning(summary: PrepSummary) -> str | None:
+    """One warning line naming the dates whose tiles are entirely NaN, or None."""
+    if not summary.empty:
+        return None
+    n = len(summary.empty)
+    dates = ", ".join(summary.empty)
+    return (f"labkit: warning: the tile{'s' if n > 1 else ''} of {dates} {'are' if n > 1 else 'is'}"
+            " entirely NaN (no valid sample in the crop: an all-zero SLC, or a crop over a "
+            "zero-filled edge?); choose another --crop or check the SLC")
+
+
 def describe(summary: PrepSummary, dest: str | os.PathLike[str]) -> str:
     """One line: what prep wrote and how fast it read."""
     made = summary.n_dates - summary.skipped
@@ -826,6 +862,9 @@ def cli_main(args: argparse.Namespace) -> int:
     summary = prep_stack(args.src, args.dest, args.crop, args.looks, jobs=args.jobs,
                          progress=sys.stderr.isatty())
     print(describe(summary, args.dest))
+    warning = empty_warning(summary)
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
 
 
