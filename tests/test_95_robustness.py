@@ -1,6 +1,6 @@
-"""Layer 9.5: bad input and faults — nothing lost, nothing orphaned (the README's robustness table).
+"""Layer 9.5: bad input and faults — nothing lost, nothing orphaned (docs/robustness.md).
 
-Every row of the table in ``the README's robustness table`` is a test: rows already covered by an
+Every row of the table in ``docs/robustness.md`` is a test: rows already covered by an
 earlier layer name that test; the others are one parametrized case here. A CLI case runs
 ``python -m labkit ...`` in its own session with a unique marker in its environment and a
 private ``TMPDIR``, under a timeout, then checks:
@@ -49,7 +49,7 @@ from labkit.io import open_stack, read_tile, write_geotiff
 from labkit.isce import write_isce_slc
 
 REPO = Path(__file__).resolve().parent.parent
-DOC = REPO / "README.md"  # its "Bad input and faults" table
+DOC = REPO / "docs" / "robustness.md"  # the "Bad input and faults" table
 TIMEOUT = 90  # s for any one subprocess: far above the 1-3 s each takes
 DATES = ("20230105", "20230117", "20230129")
 SLC_SHAPE = (40, 60)  # lines x samples of the test SLCs
@@ -1024,7 +1024,7 @@ def _doc_rows() -> list[list[str]]:
 
 
 def test_the_table_names_a_test_for_every_row() -> None:
-    """README robustness table: every row names an existing test; every case has a row."""
+    """docs/robustness.md: every row names an existing test; every case has a row."""
     rows = _doc_rows()
     assert rows
     here = Path(__file__).read_text()
