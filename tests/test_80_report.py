@@ -66,16 +66,107 @@ def test_markdown_quotes_numbers_from_the_csv(csv: Path, lang: str):
     positions = [md.index(f"## {h}\n") for h in HEADINGS[lang]]
     assert positions == sorted(positions)  # the course's order
     t_seq = _seq_median(csv)
-    assert f"**{report.fmt_s(t_seq)} s**" in md
+    assert f"**{report.fmt_s(t_seq, lang)} s**" in md
     mem4 = statistics.median(r["wall_s"] for r in rows if r["backend"] == "mem"
                              and r["workers"] == 4 and r["mode"] == "in-process")
-    assert report.fmt_x(t_seq / mem4) in md  # mem ×4 speed-up, computed here independently
-    assert facts["variants"]["mem"]["fit"] == pytest.approx(0.3, abs=0.03)
+    assert report.fmt_x(t_seq / mem4, lang) in md  # mem ×4 speed-up, computed independently
+    assert facts.variants["mem"].fit == pytest.approx(0.3, abs=0.03)
     # multiprocessing is slower: its overhead (start-up + merge) is quoted
-    mp = facts["variants"]["multiprocessing/partitioned"]["top"]
-    assert mp["speedup"] < 1 and report.fmt_s(mp["overhead"]) in md
-    assert report.fmt_x(1 / mp["speedup"]) in md
-    assert ("tiny" in md) and ("0.0" in md)  # preset named; max |Δ| = 0.0
+    mp = facts.variants["multiprocessing/partitioned"].top
+    assert mp.speedup < 1 and report.fmt_s(mp.overhead, lang) in md
+    assert report.fmt_x(1 / mp.speedup, lang) in md
+    zero = "0.0" if lang == "en" else "0,0"
+    assert ("tiny" in md) and (f"|Δ| = {zero})" in md)  # preset named; max |Δ| = 0.0
+
+
+def _scale_rows() -> list[dict]:
+    """The scaled experiment: sequential, mem ×2 (pays from 8 × 64²) and multiprocessing."""
+    rows = []
+    for n_dates, side, t_seq in ((4, 32, 0.01), (8, 64, 0.1), (16, 128, 1.0)):
+        for backend, strategy, workers, wall in (
+                ("sequential", "", 1, t_seq), ("mem", "", 2, t_seq * (2 if side == 32 else 0.7)),
+                ("multiprocessing", "partitioned", 2, 3 * t_seq)):
+            r = {k: "" for k in bench.CSV_COLUMNS}
+            r.update(backend=backend, strategy=strategy, workers=workers, n_dates=n_dates,
+                     tile=f"{side}x{side}", repeat=0, mode="in-process", wall_s=wall, host="h",
+                     cpu_model="Test CPU", cores_physical=2, cores_logical=2, label="scale",
+                     bytes=1, max_abs_diff=0.0, run_id="r")
+            rows.append(r)
+    return rows
+
+
+MAPS = {"threshold": 0.25, "n_dates": 4, "candidates": 300, "pixels": 4096, "true_ps": 12,
+        "hits": 9}
+NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:e[+-][0-9]+)?")
+REPORT_DIR = Path(report.__file__).resolve().parent
+
+
+def _numbers(markdown: str, lang: str) -> list[str]:
+    """Every number of the prose and tables (code left out), written with a decimal point."""
+    prose = re.sub(r"```.*?```", " ", markdown, flags=re.S)
+    prose = re.sub(r"`[^`]*`", " ", prose)
+    if lang == "es":
+        prose = re.sub(r"(?<=[0-9]),(?=[0-9])", ".", prose)
+    return sorted(NUMBER.findall(prose))
+
+
+def test_both_languages_carry_the_same_sections_and_numbers():
+    rows = _rows()
+    for r in rows:  # a variant off by rounding, whole-process times for it, thread settings
+        r["threads_env"] = "OMP_NUM_THREADS=1;MKL_NUM_THREADS="
+        if r["backend"] == "multiprocessing":
+            r["max_abs_diff"] = 2.5e-7
+    facts = report.analyze(rows + _scale_rows(), preset="tiny", tiles="data/tiny/intens_64x64",
+                           maps=MAPS)
+    assert facts.scale is not None and facts.maps is not None
+    assert facts.correctness.worst_rounding is not None
+    templates = {lang: sorted(p.name for p in (REPORT_DIR / "templates" / lang).iterdir())
+                 for lang in report.LANGS}
+    assert templates["en"] == templates["es"]
+    assert set(report.HEADINGS["en"]) == set(report.HEADINGS["es"]) == set(report.SECTIONS[1:])
+    for name in report.SECTIONS:
+        en, es = (report.section(name, facts, lang) for lang in ("en", "es"))
+        for md in (en, es):
+            assert "{{" not in md and "{%" not in md and "{#" not in md, md
+            assert md.strip() and not re.search(r"\n{3,}", md)
+        assert _numbers(en, "en") == _numbers(es, "es"), name
+        assert en != es
+    es = report.render_markdown(facts, "es")
+    assert "0,0625 MiB" in es and "0.0625 MiB" in report.render_markdown(facts, "en")
+    assert f"**{report.fmt_s(facts.seq.wall, 'es')} s**" in es
+
+
+def test_numbers_per_language():
+    assert (report.fmt_s(0.012), report.fmt_s(0.012, "es")) == ("0.012", "0,012")
+    assert (report.fmt_x(1.4949), report.fmt_x(1.4949, "es")) == ("1.49×", "1,49×")
+    assert report.fmt_s(None) == report.fmt_s(float("nan")) == "—"
+    with pytest.raises(LabError, match="language"):
+        report.fmt_s(1.0, "fr")
+
+
+def test_facts_are_frozen_and_typed():
+    import dataclasses
+
+    facts = report.analyze(_rows(), preset="tiny")
+    assert isinstance(facts, report.Facts)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        facts.cores = 64  # type: ignore[misc]
+    assert facts.seq.backend == "sequential" and facts.seq.process_wall is not None
+    assert facts.read_floor is not None and facts.memory_floor is not None
+
+
+def test_no_prose_in_code_and_no_process_vocabulary():
+    sources = {p: p.read_text(encoding="utf-8") for p in REPORT_DIR.rglob("*")
+               if p.suffix in (".py", ".j2")}
+    assert any(p.suffix == ".j2" for p in sources)
+    for path, text in sources.items():
+        assert "_t(" not in text and "_TEXT" not in text, path
+    words = re.compile(r"issue \d|DESIGN §|(?:performance|perf) targets?|goals? met|"
+                       r"reference VM", re.I)
+    for path, text in sources.items():
+        assert not words.search(text), (path, words.search(text))
+    md = report.render_markdown(report.analyze(_rows() + _scale_rows(), maps=MAPS), "en")
+    assert not words.search(md) and "Performance" not in md
 
 
 def test_analyze_needs_a_sequential_baseline(tmp_path: Path):
@@ -98,8 +189,8 @@ def test_check_offline_flags_remote_resources():
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_build_report_both_languages_offline(csv: Path, tmp_path: Path):
-    t_seq = report.fmt_s(_seq_median(csv))
     for lang in ("en", "es"):
+        t_seq = report.fmt_s(_seq_median(csv), lang)
         out = tmp_path / "rep" / f"informe_{lang}.html"
         report.build_report(csv, lang=lang, out=out, figures=tmp_path / "fig",
                             executed=tmp_path / f"06_{lang}.ipynb")
@@ -148,9 +239,9 @@ def test_full_report_quick_tiny_end_to_end(tmp_path: Path, monkeypatch: pytest.M
     assert (tmp_path / "benchmarks" / "tiempos.tsv").read_text().startswith("backend\ttiempo")
     t_seq = statistics.median(r["wall_s"] for r in timed if r["backend"] == "sequential"
                               and r["mode"] == "in-process")
-    for path, heading in ((en, "Methodology"), (es, "Metodología")):
+    for path, heading, lang in ((en, "Methodology", "en"), (es, "Metodología", "es")):
         html = path.read_text(encoding="utf-8")
-        assert heading in html and report.fmt_s(t_seq) in html
+        assert heading in html and report.fmt_s(t_seq, lang) in html
         assert report.check_offline(html) == []
     assert (tmp_path / "reports" / "notebooks" / "06_analysis.ipynb").is_file()
     assert not res["failed"]

@@ -1,0 +1,136 @@
+"""The informe's Markdown: Jinja templates per language filled from the facts.
+
+Each language has a folder ``templates/<lang>/`` with one template per section
+(``<section>.md.j2``), shared phrases (``_phrases.j2``), the results table
+(``_results_table.md.j2``) and short labels (``_labels.j2``: page title, section
+headings, figure descriptions). Numbers are written by the filters of
+:mod:`labkit.report.numbers` (``{{ seq.wall|s }}``), so each language uses its own
+decimal mark. Templates wrap their prose freely: :func:`tidy` joins wrapped lines so
+each paragraph, list item and table row is one Markdown line.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from labkit.errors import LabError
+from labkit.report.facts import Facts
+from labkit.report.numbers import LANGS, check_lang, filters
+
+__all__ = ["HEADINGS", "LANGS", "SECTIONS", "TEMPLATES", "Labels", "labels",
+           "render_markdown", "results_table", "section", "tidy"]
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+SECTIONS = ("title", "methodology", "results", "why", "limitations", "next", "reproduce",
+            "closing")
+_BLOCK_START = ("#", "- ", "|", "```")  # lines that never continue the previous one
+_SPACES = re.compile(r"(?<=\S) {2,}")
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Short texts of one language (from its ``_labels.j2``)."""
+
+    page_title: str
+    headings: dict[str, str]  # section name -> heading (every section but "title")
+    figure_alt: dict[str, str]  # figure name -> description for screen readers
+
+
+@functools.cache
+def environment(lang: str) -> jinja2.Environment:
+    """The Jinja environment of one language: its template folder and number filters.
+
+    Undefined names raise (``StrictUndefined``); nothing is HTML-escaped (the output is
+    Markdown); block tags alone on a line leave no blank line behind.
+    """
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES / check_lang(lang)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(filters(lang))
+    return env
+
+
+@functools.cache
+def labels(lang: str) -> Labels:
+    """Page title, section headings and figure descriptions in ``lang``."""
+    module = environment(lang).get_template("_labels.j2").module
+    return Labels(page_title=module.page_title, headings=dict(module.headings),
+                  figure_alt=dict(module.figure_alt))
+
+
+HEADINGS = {lang: labels(lang).headings for lang in LANGS}
+
+
+def tidy(markdown: str) -> str:
+    """One line per paragraph, list item or table row; one blank line between blocks.
+
+    A line continues the previous one unless either is blank or the line starts a block
+    (heading, list item, table row, code fence). Code blocks are kept as they are.
+    """
+    out: list[str] = []
+    in_code = False
+    for raw in markdown.splitlines():
+        line = raw.rstrip()
+        if line.startswith("```"):
+            in_code = not in_code
+            out.append(line)
+            continue
+        if in_code:
+            out.append(line)
+            continue
+        line = _SPACES.sub(" ", line.strip())
+        continues = (line and out and out[-1] and not line.startswith(_BLOCK_START)
+                     and not out[-1].startswith(("#", "|", "```")))
+        if continues:
+            out[-1] = f"{out[-1]} {line}"
+        elif line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).strip("\n") + "\n"
+
+
+def _render(template: str, facts: Facts, lang: str) -> str:
+    try:
+        return tidy(environment(lang).get_template(template).render(facts=facts))
+    except jinja2.TemplateNotFound:
+        raise LabError(f"the informe template {lang}/{template} is missing from "
+                       f"{TEMPLATES}: reinstall labkit") from None
+
+
+def section(name: str, facts: Facts, lang: str = "en") -> str:
+    """Markdown of one informe section (with its ``##`` heading, except ``title``).
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`SECTIONS`.
+    facts : Facts
+        :func:`labkit.report.analyze` output.
+    lang : {"en", "es"}
+    """
+    check_lang(lang)
+    if name not in SECTIONS:
+        raise LabError(f"unknown section {name!r}: valid are {', '.join(SECTIONS)}")
+    body = _render(f"{name}.md.j2", facts, lang)
+    if name == "title":
+        return body
+    return f"## {HEADINGS[lang][name]}\n\n{body}"
+
+
+def render_markdown(facts: Facts, lang: str = "en") -> str:
+    """The whole informe as one Markdown document (no figures)."""
+    return "\n".join(section(name, facts, lang) for name in SECTIONS)
+
+
+def results_table(facts: Facts, lang: str = "en") -> str:
+    """Markdown table: one line per configuration (in-process and whole-process times)."""
+    return _render("_results_table.md.j2", facts, check_lang(lang))
