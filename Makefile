@@ -16,7 +16,7 @@ help:
 	@echo "make test-e2e - every notebook in JupyterLab + headless Chromium (tiny preset)"
 	@echo "make lab     - JupyterLab on notebooks/ (token auth on)"
 	@echo "make data    - synthetic '$(PRESET)' stack + its intensity tiles under data/"
-	@echo "make bench-perf - performance targets (kernel, process, parallel, prep, start-up) -> benchmarks/perf.csv"
+	@echo "make bench-perf - developer benchmarks (kernel, process, parallel, prep, start-up ratios) -> benchmarks/perf.csv"
 
 $(STAMP): pyproject.toml labkit/_prepkernel.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,18 +54,19 @@ lab: $(STAMP) data
 data: $(STAMP)
 	$(BIN)/labkit data --preset $(PRESET)
 
-# the performance targets first (benchmarks/perf.csv, shown in the informe), then the lab
 report: $(STAMP)
-	$(BIN)/labkit perf --out benchmarks/perf.csv
 	$(BIN)/labkit report --full --preset $(PRESET)
 
 bench: $(STAMP)
 	$(BIN)/labkit bench "$$($(BIN)/labkit data --preset $(PRESET))" --process --workers 1-$$($(BIN)/python -c 'import os; print(os.cpu_count())')
 
-# builds its data once under data/ (seed, dates24, tiny presets; 24 random 2048² tiles; a
-# 1 GiB SLC; ≈1 min), then times each target A vs B alternately (≈2 min on 2 cores)
+# developer script (benchmarks/README.md): builds its data once under data/ (seed, dates24,
+# tiny presets; 24 random 2048² tiles; a 1 GiB SLC; ≈1 min), then times A vs B
+# alternately in each group and prints the ratios (≈2 min on 2 cores)
 bench-perf: $(STAMP)
-	$(BIN)/labkit perf --out benchmarks/perf.csv
+	$(BIN)/python benchmarks/perf.py --out benchmarks/perf.csv
 
 clean:
-	rm -rf data results reports benchmarks figures/*.png
+	rm -rf data results reports figures/*.png
+	rm -rf benchmarks/__pycache__
+	find benchmarks -maxdepth 1 -type f ! -name '*.py' ! -name README.md -delete

@@ -1,13 +1,15 @@
 """Layer 66: the performance work is correct (no timing assertions here).
 
 The fast paths give the same bits as the plain ones (threads, row ranges, prefetch, the
-VRT stack reader, threaded prep), the reference scripts compute what they claim, the
-perf harness measures and reports what it says, and ``labkit run`` imports no notebook
-libraries.
+VRT stack reader, threaded prep), the course-style script and the process timers of
+:mod:`labkit.bench` do what they claim, ``labkit run`` imports no notebook libraries, and
+the developer script ``benchmarks/perf.py`` measures and writes what it says.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labkit import perf, prep, stats
+from labkit import bench, prep, stats
 from labkit.backends import compute, io_block_rows
 from labkit.errors import LabError
-from labkit.io import StackReader, open_stack, read_block, read_tile
+from labkit.io import TILE_SUFFIX, StackReader, open_stack, read_block, read_tile, write_geotiff
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "perf.py"
+NOTEBOOK_LIBRARIES = ("matplotlib", "ipywidgets", "jupyter")
 
 
 def _stack(n=11, rows=23, cols=301, seed=0):
@@ -44,9 +50,28 @@ def tiny(tmp_path_factory):
     return prep.ensure_tiles("tiny", root=root, progress=False)
 
 
+def _random_tiles(dest: Path, n_dates: int, side: int, seed: int) -> Path:
+    """``n_dates`` random float32 tiles of ``side``² in ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for k in range(n_dates):
+        name = f"{dt.date(2021, 1, 5) + dt.timedelta(days=8 * k):%Y%m%d}{TILE_SUFFIX}"
+        write_geotiff(dest / name, rng.standard_exponential((side, side), dtype=np.float32))
+    return dest
+
+
 @pytest.fixture(scope="module")
 def tiles(tmp_path_factory):
-    return perf.make_tiles(tmp_path_factory.mktemp("rand"), n_dates=10, side=48, seed=3)
+    return _random_tiles(tmp_path_factory.mktemp("rand"), n_dates=10, side=48, seed=3)
+
+
+@pytest.fixture(scope="module")
+def script():
+    """``benchmarks/perf.py`` imported by path (it finds its sibling modules itself)."""
+    spec = importlib.util.spec_from_file_location("perf_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # -- kernels: threads, row ranges, both kernels ----------------------------------------
@@ -144,9 +169,18 @@ def test_prefetch_and_threads_are_bitwise(monkeypatch, tiles, kernel):
 
 
 def test_compare_prefetch(tiles):
-    runs = perf.compare_prefetch(tiles, repeats=1, kernel="numpy")
+    runs = bench.compare_prefetch(tiles, repeats=1, kernel="numpy")
     assert [len(runs["off"]), len(runs["on"])] == [1, 1]
     assert runs["on"][0].meta["prefetch"] and not runs["off"][0].meta["prefetch"]
+
+
+def test_kernel_rates_and_describe_prefetch(tiles):
+    rates = bench.kernel_rates(tiles, repeats=1)
+    assert set(rates) == {"numpy.sum (memory floor)", "NumPy kernel", "fused kernel",
+                          "fused kernel, 2 threads"}
+    assert all(v > 0 for v in rates.values())  # GB/s
+    text = bench.describe_prefetch(bench.compare_prefetch(tiles, repeats=1))
+    assert text.startswith("without prefetch:") and text.splitlines()[-1].endswith("x")
 
 
 # -- prep: threads ---------------------------------------------------------------------
@@ -165,56 +199,43 @@ def test_threaded_prep_is_bitwise(tmp_path, monkeypatch):
     assert np.array_equal(one, read_tile(tmp_path / "t3.tif"), equal_nan=True)
 
 
-# -- reference scripts -----------------------------------------------------------------
+# -- labkit.bench: the course-style script, process timing, alternation -----------------
 
 
-def test_make_tiles_is_kept(tiles):
-    files = sorted(Path(tiles).glob("*_int_crop.tif"))
-    assert len(files) == 10 and read_tile(files[0]).shape == (48, 48)
-    before = [f.stat().st_mtime_ns for f in files]
-    perf.make_tiles(tiles, n_dates=10, side=48, seed=3)
-    assert [f.stat().st_mtime_ns for f in files] == before
-
-
-def test_reference_scripts(tmp_path, tiles):
+def test_course_script_and_read_and_sum(tmp_path, tiles):
     x = np.stack([read_tile(p) for p in open_stack(tiles).paths]).astype(np.float64)
-    assert perf.read_and_sum(str(tiles)) == pytest.approx(x.sum(), rel=1e-9)
+    assert bench.read_and_sum(str(tiles)) == pytest.approx(x.sum(), rel=1e-9)
     mean, std = tmp_path / "m.tif", tmp_path / "s.tif"
-    wall = perf.time_command(perf.python_call("course_script", str(tiles), str(mean), str(std)))
+    wall = bench.time_command(bench.python_call("course_script", str(tiles), str(mean),
+                                                str(std)))
     assert wall > 0
     assert np.allclose(read_tile(mean), x.mean(axis=0), rtol=1e-6)
     assert np.allclose(read_tile(std), x.std(axis=0), rtol=1e-4)
 
 
-def test_time_command_errors_are_one_line(tmp_path):
+def test_process_timers_and_their_errors():
     code = "import sys; print('boom', file=sys.stderr); sys.exit(3)"
     with pytest.raises(LabError, match="failed .exit 3.: boom"):
-        perf.time_command([sys.executable, "-c", code])
-    wall, peak = perf.peak_rss([sys.executable, "-c", "x = bytearray(60 * 2**20)"])
+        bench.time_command([sys.executable, "-c", code])
+    wall, peak = bench.peak_rss([sys.executable, "-c", "x = bytearray(60 * 2**20)"])
     assert wall > 0 and peak > 60 * 2**20
+    wall, out, _ = bench.run_command([sys.executable, "-c", "import os; print(os.environ['X'])"],
+                                     env={"X": "seen"})
+    assert out.strip() == "seen"
+    with pytest.raises(LabError, match="took longer than 0 s: stopped"):
+        bench.time_command([sys.executable, "-c", "import time; time.sleep(5)"], timeout=0.3)
 
 
-# -- harness ---------------------------------------------------------------------------
-
-
-def test_met_and_alternate():
-    assert perf.met(0.6, ">= 0.5") == "yes" and perf.met(0.4, ">= 0.5") == "no"
-    assert perf.met(1.3, "<= 1.25") == "no" and perf.met(None, ">= 1") == ""
-    assert perf.met(2.0, "info") == ""
+def test_alternate_and_forced_kernel(monkeypatch):
     calls = []
-    t = perf.alternate({"a": lambda: calls.append("a") or 1.0,
-                        "b": lambda: calls.append("b") or 2.0}, repeats=2, warmup=1)
+    t = bench.alternate({"a": lambda: calls.append("a") or 1.0,
+                         "b": lambda: calls.append("b") or 2.0}, repeats=2, warmup=1)
     assert calls == ["a", "b"] * 3 and t == {"a": [1.0, 1.0], "b": [2.0, 2.0]}
-
-
-def test_import_report():
-    text = ("import time: self [us] | cumulative | imported package\n"
-            "import time:       100 |        100 |   numpy.core\n"
-            "import time:      2000 |       5000 | numpy\n"
-            "import time:        10 |         10 | labkit.io\n")
-    names, top = perf.import_report(text, top=2)
-    assert names == ["numpy.core", "numpy", "labkit.io"]
-    assert top[0].split() == ["5.0", "2.0", "numpy"] and len(top) == 2
+    assert bench.median([3.0, 1.0, 2.0]) == 2.0
+    monkeypatch.setenv("LABKIT_KERNEL", "numpy")
+    with bench.forced_kernel("numba"):
+        assert stats.one_shot_kernel(10) == "numba"
+    assert stats.one_shot_kernel(10) == "numpy"
 
 
 def test_labkit_run_imports_no_notebook_libraries(tmp_path, tiny):
@@ -222,97 +243,100 @@ def test_labkit_run_imports_no_notebook_libraries(tmp_path, tiny):
             f"rc = main(['run', 'sequential', {str(tiny)!r}, {str(tmp_path / 'm.tif')!r}, "
             f"{str(tmp_path / 's.tif')!r}, '--quiet']); "
             "print(rc, sorted(m for m in sys.modules if m.split('.')[0].startswith("
-            f"{perf.FORBIDDEN_IMPORTS!r})))")
+            f"{NOTEBOOK_LIBRARIES!r})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip().split(maxsplit=1)
     assert out == ["0", "[]"]
 
 
-def test_targets_small(tmp_path, tiny, tiles):
-    rows = perf.target_startup(tiny, repeats=1, text_path=tmp_path / "importtime.txt")
-    assert rows[0]["target"] == "5-imports" and rows[0]["met"] == "yes"
-    assert "forbidden" in (tmp_path / "importtime.txt").read_text()
-    rows += perf.target_prefetch(tiles, repeats=1)
-    rows += perf.target_parallel(tiny, tiny, repeats=1, backends=[("threads", None, None)])
-    assert {r["target"] for r in rows} >= {"5-imports", "6-prefetch", "3-speedup", "3-seed",
-                                           "3-scaling"}
-    assert len([r for r in rows if r["target"] == "3-scaling"]) == 3
+# -- benchmarks/perf.py: the developer script -----------------------------------------
+
+
+def test_script_make_tiles_is_kept(script, tmp_path):
+    folder = script.make_tiles(tmp_path / "t", n_dates=4, side=16, seed=3)
+    files = sorted(folder.glob("*_int_crop.tif"))
+    assert len(files) == 4 and read_tile(files[0]).shape == (16, 16)
+    before = [f.stat().st_mtime_ns for f in files]
+    script.make_tiles(folder, n_dates=4, side=16, seed=3)
+    assert [f.stat().st_mtime_ns for f in files] == before
+
+
+def test_script_import_report(script):
+    import _perf_cases
+
+    text = ("import time: self [us] | cumulative | imported package\n"
+            "import time:       100 |        100 |   numpy.core\n"
+            "import time:      2000 |       5000 | numpy\n"
+            "import time:        10 |         10 | labkit.io\n")
+    names, top = _perf_cases.import_report(text, top=2)
+    assert names == ["numpy.core", "numpy", "labkit.io"]
+    assert top[0].split() == ["5.0", "2.0", "numpy"] and len(top) == 2
+    assert _perf_cases.FORBIDDEN_IMPORTS == NOTEBOOK_LIBRARIES
+
+
+def test_script_groups_small(script, tmp_path, tiny, tiles):
+    import _perf_cases
+    import _perf_parallel
+
+    rows = _perf_cases.measure_startup(tiny, repeats=1, text_path=tmp_path / "importtime.txt")
+    assert rows[0]["case"] == "imports" and "notebook libraries: none" in rows[0]["a_label"]
+    assert "notebook libraries imported" in (tmp_path / "importtime.txt").read_text()
+    rows += _perf_cases.measure_prefetch(tiles, repeats=1)
+    rows += _perf_parallel.measure_parallel(tiny, tiny, repeats=1,
+                                            backends=[("threads", None, None)])
+    assert {r["case"] for r in rows} >= {"imports", "prefetch", "speedup", "seed", "scaling"}
+    assert len([r for r in rows if r["case"] == "scaling"]) == 3
     for r in rows:
-        assert set(r) == set(perf.PERF_COLUMNS)
+        assert set(r) == set(_perf_cases.PERF_COLUMNS)
         assert r["a_median_s"] is None or r["a_median_s"] > 0
+        if r["ratio"] is not None:  # always median A / median B
+            assert r["ratio"] == pytest.approx(r["a_median_s"] / r["b_median_s"])
     csv_path = tmp_path / "perf.csv"
-    perf.write_perf_csv(csv_path, rows)
-    again = perf.read_perf_csv(csv_path)
-    assert [r["target"] for r in again] == sorted((r["target"] for r in rows),
-                                                   key=lambda t: t.split("-")[0])
-    perf.write_perf_csv(csv_path, rows[:1])  # re-measuring group 5 replaces only its rows
-    assert len(perf.read_perf_csv(csv_path)) == len(rows)
+    script.write_perf_csv(csv_path, rows)
+    again = script.read_perf_csv(csv_path)
+    assert [r["group"] for r in again] == sorted((r["group"] for r in rows),
+                                                 key=script.GROUPS.index)
+    script.write_perf_csv(csv_path, rows[:1])  # re-measuring a group replaces only its rows
+    assert len(script.read_perf_csv(csv_path)) == len(rows)
+    assert "startup" in script.format_rows(again) and "A/B" in script.format_rows(again)
 
 
-def test_target_prep_small(tmp_path):
+def test_script_prep_small(script, tmp_path):
+    import _perf_cases
+
     from labkit import synth
 
     slc = synth.write_stack(tmp_path / "slc", "tiny", dates=1, progress=False)
-    rows = perf.target_prep(slc, repeats=1)
-    by = {r["target"]: r for r in rows}
-    assert set(by) == {"4-prep", "4-rss", "4-cat"}
-    assert 1 < by["4-rss"]["ratio"] < 2000  # MiB
-    assert by["4-cat"]["ratio"] > 0
+    rows = _perf_cases.measure_prep(slc, repeats=1)
+    assert {r["case"] for r in rows} == {"in-process", "peak-rss", "cat"}
+    rss = next(r for r in rows if r["case"] == "peak-rss")
+    assert "peak RSS" in rss["a_label"] and rss["ratio"] is None
+    assert all(r["ratio"] > 0 for r in rows if r["case"] != "peak-rss")
 
 
-def test_perf_section(tmp_path):
-    rows = [perf.make_row("1-kernel", "fused ×2", "numpy.sum", [0.02, 0.022], [0.017], 0.8,
-                          ">= 0.5"),
-            perf.make_row("1-jit", "load", "compile", [0.35], 1.5, None),
-            perf.make_row("2-readsum", "best", "read-and-sum", [0.5], [0.44], 1.14, "<= 1.25"),
-            perf.make_row("4-cat", "cat", "labkit prep", [0.1], [0.5], 0.2, ">= 0.4"),
-            perf.make_row("5-imports", "labkit run", "imports", [0.3], [0.25], 1.2, "none")]
-    rows[-1]["met"] = "yes"
-    path = perf.write_perf_csv(tmp_path / "perf.csv", rows)
-    en = perf.perf_section(path)
-    assert "## Performance targets" in en and "| 1-kernel |" in en
-    assert "80% of NumPy's streaming `sum`" in en and "3 of 4 goals met" in en
-    assert "4-cat (0.2, >= 0.4)" in en and "0.25 s to start" in en.replace("≈", "")
-    es = perf.perf_section(path, lang="es")
-    assert "Objetivos de rendimiento" in es and "Se cumplen 3 de 4 metas" in es
-    with pytest.raises(LabError, match="language 'fr'"):
-        perf.perf_section(path, lang="fr")
-    # target 3: the speed-up is explained by the scaling of each part and the overheads
-    rows += [perf.make_row("3-speedup", "best ×1", "×2", [0.02], [0.014], 1.43, ">= 1.7"),
-             perf.make_row("3-seed", "sequential", "mem ×2", [0.005], [0.006], 0.83, ">= 1.0")]
-    rows += [perf.make_row("3-scaling", f"{name}, 1 thread (dates24)", "2 threads", [0.01],
-                           [0.01 / r], r)
-             for name, r in (("read from the page cache", 1.1), ("copy within RAM", 1.9),
-                             ("fused kernel", 1.8))]
-    rows += [perf.make_row("3-overhead", name, "", [t], None, None)
-             for name, t in (("process pool ×2: two empty tasks", 0.001),
-                             ("process pool ×2: two 1024×1024 float32 images back (pickle)",
-                              0.013), ("MPI engines ×2 (ipyparallel): one empty task each",
-                                       0.008))]
-    path = perf.write_perf_csv(tmp_path / "perf3.csv", rows)
-    en = perf.perf_section(path)
-    assert "reading the tiles from the page cache ran 1.10× faster" in en
-    assert "whole sequential job takes 5.0 ms" in en and "MPI engines 8.0 ms" in en
-    assert "in this run: mem ×2 0.83×" in en
-    es = perf.perf_section(path, lang="es")
-    assert "leer los tiles desde la caché de páginas fue 1.10×" in es
-    with pytest.raises(LabError, match="does not exist"):
-        perf.perf_section(tmp_path / "nope.csv")
-
-
-def test_cli_perf_parses():
-    from labkit.cli import HANDLERS, build_parser
-
-    args = build_parser().parse_args(["perf", "--targets", "5", "--repeat", "2"])
-    assert args.command == "perf" and args.targets == "5" and args.repeat == 2
-    assert HANDLERS["perf"] == "labkit.perf:cli_main"
-    with pytest.raises(LabError, match="unknown targets 9"):
-        perf.run_perf("x.csv", targets=["9"])
-
+def test_script_runs_and_prints_its_command(tmp_path, tiny):
+    """The script as a developer runs it, on the tiny tiles (built under --root)."""
+    root = tiny.parent.parent
+    out_csv = tmp_path / "out" / "perf.csv"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out_csv), "--groups",
+                           "startup", "--repeat", "1", "--root", str(root)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert "perf.py --out" in first and "--groups startup" in first
+    assert "ratio = median A / median B" in proc.stdout and "startup" in proc.stdout
+    text = out_csv.read_text()
+    assert text.splitlines()[0].startswith("group,case,a_label") and first in text
+    assert (out_csv.parent / "importtime.txt").is_file()
+    for word in ("goal", "target"):
+        assert word not in proc.stdout.lower()
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out_csv), "--groups",
+                          "gpu", "--root", str(root)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown groups gpu: valid are kernel" in bad.stderr
 
 
 def test_cached_reader_sees_rewritten_tiles(tmp_path):
-    folder = perf.make_tiles(tmp_path / "t", n_dates=3, side=16, seed=1)
+    folder = _random_tiles(tmp_path / "t", n_dates=3, side=16, seed=1)
     paths = open_stack(folder).paths
     first = compute("sequential", folder).mean
     again = compute("threads", folder, workers=2).mean  # both keep their open tiles
