@@ -1,4 +1,4 @@
-"""Command line: ``labkit synth|prep|data|run|verify|info|bench|perf|plot|report``.
+"""Command line: ``labkit synth|prep|data|run|verify|info|bench|plot|report``.
 
 Bad input prints one line, ``labkit: error: <what was wrong; what is valid>``, and exits
 with code 2; Ctrl-C exits with 130 after cleaning up. Heavy modules are imported inside
@@ -156,12 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--csv", default="benchmarks/resultados.csv")
     s.add_argument("--process", action="store_true", help="also time whole processes")
 
-    s = sub.add_parser("perf", help="performance targets (issue 5) -> benchmarks/perf.csv")
-    s.add_argument("--out", default="benchmarks/perf.csv", help="CSV to write")
-    s.add_argument("--repeat", type=positive_int, default=9, help="timed runs of A and B")
-    s.add_argument("--targets", default="1,2,3,4,5,6", help="which targets, e.g. 1,2,6")
-    s.add_argument("--root", default=None, help="data folder (default: data)")
-
     s = sub.add_parser("plot", help="figures from a benchmark CSV")
     s.add_argument("csv")
     s.add_argument("--out", default="figures")
@@ -189,7 +183,6 @@ HANDLERS = {
     "verify": "labkit.backends:cli_verify",
     "info": "labkit.sysinfo:cli_info",
     "bench": "labkit.bench:cli_main",
-    "perf": "labkit.perf:cli_main",
     "plot": "labkit.plots:cli_main",
     "report": "labkit.report:cli_main",
 }
