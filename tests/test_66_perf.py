@@ -335,6 +335,16 @@ def test_script_runs_and_prints_its_command(tmp_path, tiny):
     assert bad.returncode == 2 and "unknown groups gpu: valid are kernel" in bad.stderr
 
 
+def test_perf_is_not_a_labkit_command():
+    """The performance suite is a developer script, not part of the student's CLI."""
+    from labkit.cli import HANDLERS, build_parser
+
+    assert "perf" not in HANDLERS
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["perf"])
+    assert importlib.util.find_spec("labkit.perf") is None
+
+
 def test_cached_reader_sees_rewritten_tiles(tmp_path):
     folder = _random_tiles(tmp_path / "t", n_dates=3, side=16, seed=1)
     paths = open_stack(folder).paths
