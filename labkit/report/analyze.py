@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from labkit.config import FLOORS
@@ -90,7 +91,7 @@ def analyze(rows: Sequence[dict[str, Any]], *, label: str | None = None,
         label=last.get("label") or "",
         seq=seq,
         configs=configs,
-        variants=variants,
+        variants=MappingProxyType(variants),
         best=min(parallel, key=lambda c: c.wall) if parallel else None,
         best_single=min(single, key=lambda c: c.wall) if single else None,
         read_floor=read_floor,

@@ -45,6 +45,7 @@ def _notebook_dir() -> Path:
 
 
 def _say(msg: str) -> None:
+    """A progress line on stderr, with the time of day."""
     print(f"[report {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 

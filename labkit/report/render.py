@@ -60,10 +60,19 @@ def environment(lang: str) -> jinja2.Environment:
     return env
 
 
+def _template(lang: str, name: str) -> jinja2.Template:
+    """Template ``name`` of language ``lang``; a :class:`LabError` when it is missing."""
+    try:
+        return environment(lang).get_template(name)
+    except jinja2.TemplateNotFound:
+        raise LabError(f"the informe template {lang}/{name} is missing from {TEMPLATES}: "
+                       "reinstall labkit") from None
+
+
 @functools.cache
 def labels(lang: str) -> Labels:
     """Page title, section headings and figure descriptions in ``lang``."""
-    module = environment(lang).get_template("_labels.j2").module
+    module = _template(lang, "_labels.j2").module
     return Labels(page_title=module.page_title, headings=dict(module.headings),
                   figure_alt=dict(module.figure_alt))
 
@@ -99,11 +108,8 @@ def tidy(markdown: str) -> str:
 
 
 def _render(template: str, facts: Facts, lang: str) -> str:
-    try:
-        return tidy(environment(lang).get_template(template).render(facts=facts))
-    except jinja2.TemplateNotFound:
-        raise LabError(f"the informe template {lang}/{template} is missing from "
-                       f"{TEMPLATES}: reinstall labkit") from None
+    """Template ``template`` of ``lang`` filled from ``facts``, tidied (:func:`tidy`)."""
+    return tidy(_template(lang, template).render(facts=facts))
 
 
 def section(name: str, facts: Facts, lang: str = "en") -> str:
