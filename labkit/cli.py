@@ -7,13 +7,47 @@ the handlers so that ``labkit run`` starts fast.
 
 from __future__ import annotations
 
-import argparse
-import atexit
 import os
+import signal
 import sys
-from collections.abc import Sequence
 
-from labkit.errors import Interrupted, LabError
+
+def _rank0() -> bool:
+    """False on the ranks other than 0 under ``mpiexec`` (they print nothing)."""
+    return all(os.environ.get(v, "0") == "0" for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK"))
+
+
+_early: list[int] = []  # SIGINTs that came while the CLI was importing
+
+
+def _interrupted_early(signum: int, frame: object) -> None:
+    """SIGINT while the CLI is still importing: noted; :func:`main` raises it at once."""
+    _early.append(signum)
+
+
+def _is_entry() -> bool:
+    """True when this process is the ``labkit`` console script or ``python -m labkit``."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None:
+        return spec.name == "labkit.__main__"
+    name = os.path.basename(getattr(main, "__file__", None) or "")
+    return name.removesuffix(".exe") == "labkit"
+
+
+# A Ctrl-C during the imports below would print an import traceback: as the program's
+# entry, note it and let main() stop there (the interpreter's own start-up, before any of
+# this, is out of reach: a SIGINT there ends the process by the signal).
+if _is_entry() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_early)
+
+import argparse  # noqa: E402
+import atexit  # noqa: E402
+import contextlib  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+from labkit import interrupts  # noqa: E402
+from labkit.errors import Interrupted, LabError  # noqa: E402
 
 __all__ = ["build_parser", "main", "run"]
 
@@ -25,7 +59,7 @@ SPLITS = ("dates", "rows")
 def _say(line: str) -> None:
     """Print one line on stderr; under ``mpiexec`` only rank 0 does (every rank meets the
     same error, see :mod:`labkit.backends.mpi`, so the user reads it once)."""
-    if all(os.environ.get(v, "0") == "0" for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK")):
+    if _rank0():
         print(line, file=sys.stderr, flush=True)
 
 
@@ -196,20 +230,59 @@ def _dispatch(args: argparse.Namespace) -> int:
     return int(handler(args) or 0)
 
 
+def _interrupted(why: str) -> int:
+    """Report an interruption (one line), end the MPI world if this is a rank; 130."""
+    interrupts.reported()
+    _say(f"labkit: interrupted: {why}")
+    interrupts.stop_mpi_world(130)
+    return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``labkit`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    stopped = "stopped by Ctrl-C, no output written"
     try:
+        if signal.getsignal(signal.SIGINT) is _interrupted_early:  # the entry: take over
+            interrupts.take_sigint()
+            if _early:
+                raise KeyboardInterrupt
+        args = build_parser().parse_args(argv)
         return _dispatch(args)
     except Interrupted as exc:
-        _say(f"labkit: interrupted: {exc}")
-        return 130
+        return _interrupted(str(exc))
     except KeyboardInterrupt:
-        _say("labkit: interrupted: stopped by Ctrl-C, no output written")
-        return 130
+        return _interrupted(stopped)
     except LabError as exc:
+        if interrupts.taken():  # a failure of the clean-up after a Ctrl-C
+            return _interrupted(stopped)
         _say(f"labkit: error: {exc}")
         return 2
+    except Exception:
+        # after a Ctrl-C: code that turned the KeyboardInterrupt into another error (an
+        # extension module's import fails with ImportError when it is cut short)
+        if interrupts.taken():
+            return _interrupted(stopped)
+        raise
+
+
+def _stop_helpers() -> None:
+    """Stop the multiprocessing helpers this process started (the forkserver, the resource
+    tracker) and reap them, so that no process of the command, not even a zombie, outlives
+    it. The forkserver has nothing left to do (the pools are closed): it is killed. The
+    resource tracker is asked to stop: it first unlinks anything left registered."""
+    forkserver = sys.modules.get("multiprocessing.forkserver")
+    server = getattr(forkserver, "_forkserver", None)
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is not None:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            server._stop()  # type: ignore[union-attr]  # closes its pipe, waits for it
+    tracker = sys.modules.get("multiprocessing.resource_tracker")
+    tracker = getattr(tracker, "_resource_tracker", None)
+    if getattr(tracker, "_pid", None) is not None:
+        with contextlib.suppress(Exception):
+            tracker._stop()  # type: ignore[union-attr]
 
 
 def run() -> None:
@@ -218,14 +291,22 @@ def run() -> None:
     After a command has returned, its outputs are closed and renamed into place; what is
     left of a normal exit is the interpreter's teardown (module dictionaries, GDAL's
     driver manager), ≈30 ms of a 0.3 s ``labkit prep``. So the exit handlers run as usual
-    (pools closed, shared memory unlinked, progress bars closed), the streams are flushed,
-    and the process ends with ``os._exit``. Under MPI the normal exit is kept: mpi4py
-    finalizes MPI in the teardown, and ``mpiexec`` waits for it.
+    (pools closed, shared memory unlinked, progress bars closed), the multiprocessing
+    helpers are stopped and reaped, the streams are flushed, and the process ends with
+    ``os._exit``. Under MPI the normal exit is kept: mpi4py finalizes MPI in the teardown,
+    and ``mpiexec`` waits for it. Once the exit code is known SIGINT is ignored.
     """
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt:  # Ctrl-C just as main() was returning or reporting an error
+        code = _interrupted("stopped by Ctrl-C")
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # the exit code is known
+        interrupts.reported()
     if "mpi4py" in sys.modules:
+        _stop_helpers()
         raise SystemExit(code)
     atexit._run_exitfuncs()
+    _stop_helpers()
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from labkit import interrupts
 from labkit.backends import Result
 from labkit.backends.pools import Pool, apply_test_hooks, critical_path, session
 from labkit.errors import LabError
@@ -191,14 +192,16 @@ def compute(stack: TileStack, *, workers: int = 1, block_rows: int | None = None
     starts = list(range(0, rows, br))
     key = stack_key(stack.paths)
     reuse = isinstance(pool, Pool) and pool.kind == "process" and not pool.closed
-    got = _pool_block(pool, nbytes) if reuse and workers <= pool.workers else None
-    if got is None:
-        check_fits(nbytes)
-        shm, how = _create(nbytes), "run"
-    else:
-        shm, how = got[0], "new" if got[1] else "reused"
+    got = shm = None
     block: np.ndarray | None = None
     try:
+        with interrupts.deferred():  # no Ctrl-C between making the block and owning it
+            got = _pool_block(pool, nbytes) if reuse and workers <= pool.workers else None
+            if got is None:
+                check_fits(nbytes)
+                shm, how = _create(nbytes), "run"
+            else:
+                shm, how = got[0], "new" if got[1] else "reused"
         with session(pool, "process", workers) as s:
             t0 = time.perf_counter()
             futures = [s.submit(read_reduce, shm.name, shape, stack.paths, key, r0,
@@ -220,10 +223,11 @@ def compute(stack: TileStack, *, workers: int = 1, block_rows: int | None = None
             t1 = time.perf_counter()
     finally:
         block = None
-        if got is None:
-            _release(shm)
-        else:
-            got[2].release()
+        with interrupts.deferred():
+            if got is not None:
+                got[2].release()
+            elif shm is not None:
+                _release(shm)
     read, comp = critical_path(records)
     timings = {"startup": s.startup, "read": read, "compute": comp,
                "merge": max(0.0, (t1 - t0) - read - comp)}

@@ -24,8 +24,15 @@ reduction kernel (Numba's JIT cache) so that its one-off cost is start-up, not c
 
 Workers run with BLAS/OpenMP pinned to one thread: the ``*_NUM_THREADS`` variables are
 set (for the duration of the start) before the workers exist and the initializer also
-calls :func:`threadpoolctl.threadpool_limits`. Workers ignore SIGINT: Ctrl-C reaches the
-parent, which terminates them (:meth:`Pool.terminate`) and re-raises.
+calls :func:`threadpoolctl.threadpool_limits`.
+
+Ctrl-C: a terminal sends SIGINT to the whole process group, workers and forkserver included,
+but only the parent acts on it: it terminates the workers (:meth:`Pool.terminate`) and
+re-raises. The forkserver is started with SIGINT blocked, ignores it once it has imported
+its preloads, and its workers inherit that: none of them ever takes a Ctrl-C (no traceback
+from a worker or from the forkserver's imports). Starting the workers is not cut in half by
+a Ctrl-C (:func:`labkit.interrupts.deferred`): every worker that exists is one the pool
+knows and terminates.
 
 Test hooks (read by :func:`apply_test_hooks` at the start of every worker task; the values are
 handed to the workers when the pool starts):
@@ -42,7 +49,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -50,6 +59,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from labkit import interrupts
 from labkit.errors import LabError
 
 __all__ = [
@@ -73,6 +83,7 @@ TEST_HOOK_VARS = ("LABKIT_TEST_KILL_AFTER", "LABKIT_TEST_TASK_DELAY")
 PRELOAD = ["numpy", "rasterio", "threadpoolctl", "labkit.io", "labkit.stats",
            "labkit.backends.pools", "labkit.backends.mem"]
 WORKER_DIED = "a worker process died (killed?) during the run; no output was written"
+TERMINATE_GRACE_S = 1.0  # s a terminated worker gets to exit before it is killed
 _tasks_run = 0  # tasks started in this worker process (for LABKIT_TEST_KILL_AFTER)
 
 
@@ -97,6 +108,7 @@ def _init_worker(env: dict[str, str]) -> None:
     global _tasks_run
     _tasks_run = 0
     os.environ.pop("LABKIT_FORKSERVER", None)
+    os.environ.pop("LABKIT_FORKSERVER_READY", None)
     os.environ.update(env)
     for k in TEST_HOOK_VARS:
         if k not in env:
@@ -119,7 +131,15 @@ def _warm_kernel() -> None:
 
 
 if os.environ.get("LABKIT_FORKSERVER") == "1":  # imported by the forkserver (PRELOAD):
+    # it started with SIGINT blocked (_start_forkserver): ignore it from now on (a Ctrl-C
+    # that came meanwhile is dropped), and so will every worker forked from it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _warm_kernel()  # warm it once there, every forked worker inherits it
+    if os.environ.get("LABKIT_FORKSERVER_READY"):  # tell the parent: it can fork workers
+        with contextlib.suppress(OSError):  # it gave up waiting (Ctrl-C) and removed it
+            open(os.environ["LABKIT_FORKSERVER_READY"], "x").close()
 
 
 def _ready() -> int:
@@ -221,19 +241,68 @@ class Pool:
 
     def terminate(self) -> None:
         """Stop now: cancel queued tasks and terminate worker processes (threads finish
-        their current task). The pool cannot be used afterwards."""
-        self.closed = True
-        procs = list((getattr(self.executor, "_processes", None) or {}).values())
-        for p in procs:  # private but stable (3.10-3.13); 3.14 has terminate_workers()
-            with contextlib.suppress(Exception):
-                p.terminate()
-        self.executor.shutdown(wait=True, cancel_futures=True)
-        for p in procs:
-            p.join(5)
-            if p.is_alive():
-                p.kill()
-                p.join(5)
-        self._release()
+        their current task). The pool cannot be used afterwards. A Ctrl-C meanwhile is
+        held until the workers are gone."""
+        with interrupts.deferred():
+            self.closed = True
+            procs = list((getattr(self.executor, "_processes", None) or {}).values())
+            for p in procs:  # private but stable (3.10-3.13); 3.14 has terminate_workers()
+                with contextlib.suppress(Exception):
+                    p.terminate()
+            for p in procs:
+                p.join(TERMINATE_GRACE_S)
+                if p.is_alive():
+                    p.kill()
+                    p.join(TERMINATE_GRACE_S)
+            # A worker terminated while it was sending a result (a whole image, per-file)
+            # leaves half a message in the result pipe: the executor's manager thread
+            # would wait for the rest forever, and shutdown() with it. The workers, the
+            # only other writers, are gone: closing this process's end gives it EOF.
+            writer = getattr(getattr(self.executor, "_result_queue", None), "_writer", None)
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    writer.close()
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self._release()
+
+
+def _start_forkserver() -> None:
+    """Start the forkserver if it is not running, and wait until it serves.
+
+    It starts with SIGINT blocked: a Ctrl-C cannot interrupt its interpreter start and
+    preload imports; once they are done it ignores SIGINT (see the ``LABKIT_FORKSERVER``
+    branch above), as do the workers forked from it. This process gets a Ctrl-C that came
+    meanwhile right after. The wait for its preloads (≈0.5 s, the kernel loaded) is here,
+    where a Ctrl-C stops it at once, not in the workers' launch, which a Ctrl-C must not
+    cut in half.
+    """
+    from multiprocessing import forkserver, resource_tracker
+
+    # first the resource tracker that ensure_running() also starts: starting it unblocks
+    # SIGINT in this thread (it blocks SIGINT around its own spawn, then unblocks it)
+    resource_tracker.ensure_running()
+    server = forkserver._forkserver
+    before = getattr(server, "_forkserver_pid", None)
+    try:
+        tmp = tempfile.mkdtemp(prefix="labkit-forkserver-")
+    except OSError:  # no usable TMPDIR: the launch waits for the preloads instead
+        tmp = None
+    try:
+        ready = os.path.join(tmp, "ready") if tmp else ""
+        with interrupts.deferred(), interrupts.sigint_blocked(), \
+                pinned_threads_env(LABKIT_FORKSERVER="1", LABKIT_FORKSERVER_READY=ready):
+            forkserver.ensure_running()
+        pid = getattr(server, "_forkserver_pid", None)
+        if not ready or pid is None or pid == before:  # already serving, or cannot tell
+            return
+        while not os.path.exists(ready):
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0]:  # it died: the launch will say so
+                    return
+            time.sleep(0.005)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _process_pool(workers: int) -> Pool:
@@ -243,24 +312,32 @@ def _process_pool(workers: int) -> Pool:
     env = {k: os.environ[k] for k in TEST_HOOK_VARS if k in os.environ}
     env.update(dict.fromkeys(THREAD_ENV_VARS, "1"))
     t0 = time.perf_counter()
-    executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(env,))
-    pool = Pool("process", workers, executor, 0.0, START_METHOD)
+    pool: Pool | None = None
     try:
-        with pinned_threads_env(LABKIT_FORKSERVER="1"):
+        if START_METHOD == "forkserver":
+            _start_forkserver()
+        # whole or not at all (a Ctrl-C meanwhile is held, a few ms): the queues'
+        # semaphores registered, every worker process known to the pool
+        with interrupts.deferred(), pinned_threads_env(LABKIT_FORKSERVER="1"):
+            executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                           initargs=(env,))
+            pool = Pool("process", workers, executor, 0.0, START_METHOD)
             # start every worker now, not one per submit (private; submits alone also work)
             launch = getattr(executor, "_launch_processes", None)
             if launch is not None:
                 launch()
+        with pinned_threads_env(LABKIT_FORKSERVER="1"):
             futures = [executor.submit(_ready) for _ in range(workers)]
             for f in futures:
                 f.result()
     except BrokenProcessPool:
-        pool.terminate()
+        if pool is not None:
+            pool.terminate()
         raise LabError(f"could not start {workers} worker processes ({START_METHOD}); in a "
                        "script, call labkit under `if __name__ == \"__main__\":`") from None
     except BaseException:
-        pool.terminate()
+        if pool is not None:
+            pool.terminate()
         raise
     pool.startup = time.perf_counter() - t0
     return pool
@@ -352,7 +429,13 @@ def session(pool: Pool | None, kind: str, workers: int) -> Iterator[Session]:
     """
     own = pool is None
     if pool is None:
-        pool = _process_pool(workers) if kind == "process" else _thread_pool(workers)
+        try:
+            pool = _process_pool(workers) if kind == "process" else _thread_pool(workers)
+            s = Session(pool, own)
+        except BaseException:  # e.g. Ctrl-C just after the pool started: stop it
+            if pool is not None:
+                pool.terminate()
+            raise
     elif not isinstance(pool, Pool) or pool.kind != kind:
         got = getattr(pool, "kind", type(pool).__name__)
         raise LabError(f"this backend needs a {kind} pool, got {got}: use make_pool(backend, n)")
@@ -361,32 +444,31 @@ def session(pool: Pool | None, kind: str, workers: int) -> Iterator[Session]:
     elif workers > pool.workers:
         raise LabError(f"the pool has {pool.workers} workers, the run asks for {workers}: "
                        f"pass workers ≤ {pool.workers} or make a bigger pool")
-    s = Session(pool, own)
+    else:
+        s = Session(pool, own)
     try:
         yield s
     except BrokenProcessPool:
         s.stop.set()
         pool.terminate()
         raise LabError(WORKER_DIED) from None
-    except Exception:
+    except BaseException as exc:
         s.stop.set()
-        for f in s.futures:
-            f.cancel()
-        if own:
+        ordinary = isinstance(exc, Exception)
+        if pool.kind == "process" and (own or not ordinary):
+            # no cancel() first: terminating fails the pending futures itself, and on
+            # Python ≤ 3.11 the executor's manager thread dies with a traceback on a
+            # pending future that was cancelled from outside
             pool.terminate()
         else:
-            wait(s.futures)
-        raise
-    except BaseException:
-        s.stop.set()
-        for f in s.futures:
-            f.cancel()
-        if pool.kind == "process":
-            pool.terminate()
-        else:
-            wait(s.futures)
-            if own:
-                pool.close()
+            for f in s.futures:
+                f.cancel()
+            if own and ordinary:
+                pool.terminate()
+            else:
+                wait(s.futures)
+                if own:
+                    pool.close()
         raise
     else:
         if own:
