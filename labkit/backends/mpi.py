@@ -57,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from labkit import interrupts
 from labkit.backends import Result, io_block_rows
 from labkit.errors import Interrupted, LabError
 from labkit.io import StackReader, TileStack, open_stack
@@ -241,6 +242,7 @@ def _abort(comm: Any, exc: BaseException) -> None:
         sys.stderr.write(f"labkit: {what}: rank {comm.rank}: {why}"
                          f" (aborting all {comm.size} ranks)\n")
         sys.stderr.flush()
+        interrupts.unlink_segments(interrupts.mpich_segments(["self"]))  # Abort leaves them
         comm.Abort(code)
 
 
@@ -399,15 +401,37 @@ def spmd(comm: Any, src: TileStack | str | os.PathLike[str] | Sequence[Any], *,
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the subprocess's process group, then SIGKILL whatever is left of it."""
+    """Stop ``mpiexec`` and every process under it, then remove the MPICH shared-memory
+    files its ranks mapped (a killed world leaves them in ``/dev/shm``).
+
+    SIGTERM to its process group and to each of its descendants (Hydra puts its proxy and
+    every rank in a process group of their own), SIGKILL to whatever is left after
+    :data:`KILL_GRACE_S`; ``mpiexec`` is reaped.
+    """
+    import psutil
+
+    try:
+        procs = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        procs = []
+    segments = interrupts.mpich_segments([p.pid for p in procs])
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=KILL_GRACE_S)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(KILL_GRACE_S)
     with contextlib.suppress(ProcessLookupError):  # ranks that outlived mpiexec
         os.killpg(proc.pid, signal.SIGKILL)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=KILL_GRACE_S)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(KILL_GRACE_S)
+    interrupts.unlink_segments(segments)
     for pipe in (proc.stdout, proc.stderr):
         if pipe is not None:
             pipe.close()
@@ -456,10 +480,12 @@ def launch(stack: TileStack, workers: int, *, split: str = "rows",
                if not k.startswith(("PMI_", "PMIX_", "HYDI_", "OMPI_COMM_WORLD_"))}
         env.update(THREAD_ENV)
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env, text=True,
-                                start_new_session=True)
+        proc: subprocess.Popen | None = None
         try:
+            with interrupts.deferred():  # a Ctrl-C comes once proc is known (and killed)
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, env=env, text=True,
+                                        start_new_session=True)
             out, err = proc.communicate(timeout=timeout)
         except KeyboardInterrupt:
             raise Interrupted(f"stopped by Ctrl-C: the {workers} MPI ranks were killed, "
@@ -468,7 +494,7 @@ def launch(stack: TileStack, workers: int, *, split: str = "rows",
             raise LabError(f"the MPI run took longer than {timeout} s: its {workers} ranks "
                            "were killed") from None
         finally:
-            if proc.returncode is None:
+            if proc is not None and proc.returncode is None:
                 _kill_group(proc)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
