@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labkit import interrupts
 from labkit.errors import LabError
 
 __all__ = [
@@ -124,8 +125,9 @@ def atomic_outputs(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Pat
     """Yield temporary paths beside ``paths``; on success rename each onto its target.
 
     On any error (including Ctrl-C) the temporaries are removed and the targets are left
-    as they were. Outputs get the usual permissions (``0o666`` minus the umask), not the
-    temporaries' ``0o600``.
+    as they were; the renames themselves are never cut in half by a Ctrl-C
+    (:func:`labkit.interrupts.commit`). Outputs get the usual permissions (``0o666``
+    minus the umask), not the temporaries' ``0o600``.
     """
     targets = [check_writable(p) for p in paths]
     temps: list[Path] = []
@@ -140,8 +142,9 @@ def atomic_outputs(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Pat
             os.close(fd)
             temps.append(Path(name))
         yield temps
-        for tmp, t in zip(temps, targets, strict=True):
-            os.replace(tmp, t)
+        with interrupts.commit():  # all renamed or none: a Ctrl-C waits for the last one
+            for tmp, t in zip(temps, targets, strict=True):
+                os.replace(tmp, t)
     finally:
         for tmp in temps:
             with contextlib.suppress(FileNotFoundError):

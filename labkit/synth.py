@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from labkit.errors import LabError
+from labkit.errors import Interrupted, LabError
 from labkit.isce import write_isce_headers
 
 __all__ = [
@@ -646,14 +646,20 @@ def write_stack(
 def cli_main(args: argparse.Namespace) -> int:
     """``labkit synth DEST [--preset NAME] [--dates N] [--size LxS] [--seed K]``."""
     t0 = time.perf_counter()
-    dest, wrote = _write_stack(
-        args.dest,
-        args.preset,
-        dates=args.dates,
-        size=args.size,
-        seed=args.seed,
-        progress=sys.stderr.isatty(),
-    )
+    try:
+        dest, wrote = _write_stack(
+            args.dest,
+            args.preset,
+            dates=args.dates,
+            size=args.size,
+            seed=args.seed,
+            progress=sys.stderr.isatty(),
+        )
+    except KeyboardInterrupt:
+        if (Path(args.dest) / PENDING).is_file():
+            raise Interrupted("synth stopped by Ctrl-C; finished dates kept, no partial "
+                              "date: the same command resumes") from None
+        raise Interrupted("synth stopped by Ctrl-C, nothing written") from None
     m = read_manifest(dest)
     what = f"{_describe(m)}, {len(m['dates']) * m['lines'] * m['samples'] * 8 / 2**20:.1f} MiB"
     if wrote:

@@ -229,10 +229,13 @@ def cli_run(args: Any) -> int:
     backend, strategy, split = resolve(args.backend, args.strategy, args.split)
     stack = open_stack(args.src)
     one_shot_kernel(stack.nbytes)  # NumPy unless the stack repays loading Numba (same bits)
-    result = run(backend, stack, args.mean, args.std,
-                 workers=args.workers or _default_workers(backend), strategy=strategy,
-                 split=split, block_rows=args.block_rows, ddof=args.ddof,
-                 min_count=args.min_count)
+    from labkit import interrupts
+
+    with interrupts.final():  # once mean and std are in place, Ctrl-C no longer stops it
+        result = run(backend, stack, args.mean, args.std,
+                     workers=args.workers or _default_workers(backend), strategy=strategy,
+                     split=split, block_rows=args.block_rows, ddof=args.ddof,
+                     min_count=args.min_count)
     if result.meta.get("rank", 0) == 0 and not args.quiet:
         print(summary_line(result, (args.mean, args.std)), flush=True)
     return 0
