@@ -16,7 +16,7 @@ from labkit.errors import LabError
 pytest.importorskip("ipywidgets")
 
 from labkit import backends, bench, prep  # noqa: E402
-from labkit.widgets import ControlPanel, MpiPanel, PrepPanel, html_table, max_workers  # noqa: E402
+from labkit.ui import ControlPanel, MpiPanel, PrepPanel, html_table, max_workers  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG"
 
@@ -158,7 +158,8 @@ def test_errors_are_shown_in_the_panel_and_it_stays_usable(lab, tmp_path, monkey
 
 
 class FakeCluster:
-    """Stands in for labkit.cluster.MpiCluster: runs the sequential backend."""
+    """Stands in for labkit.cluster.MpiCluster: runs the sequential backend (reached, as
+    the real one, through ``compute("mpi", pool=cluster)`` and ``run_on_engines``)."""
 
     started: list[int] = []
     stopped: list[int] = []
@@ -169,7 +170,8 @@ class FakeCluster:
         self.startup_s = 0.01
         FakeCluster.started.append(n)
 
-    def run(self, src: Any, *, split: str, block_rows: Any = None, ddof: int = 0) -> Any:
+    def run(self, src: Any, *, split: str, block_rows: Any = None, ddof: int = 0,
+            **_: Any) -> Any:
         if FakeCluster.fail:
             raise LabError("rank 1 died")
         res = backends.compute("sequential", src, block_rows=block_rows, ddof=ddof)
@@ -190,6 +192,7 @@ def fake_cluster(monkeypatch):
     FakeCluster.started, FakeCluster.stopped, FakeCluster.fail = [], [], False
     module = types.ModuleType("labkit.cluster")
     module.start_cluster = lambda n, timeout=60: FakeCluster(n)  # type: ignore[attr-defined]
+    module.run_on_engines = lambda pool, stack, **kw: pool.run(stack, **kw)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "labkit.cluster", module)
     return FakeCluster
 
@@ -264,7 +267,7 @@ def test_errors_reach_the_panel_inside_a_kernel(lab, tmp_path):
     tile.write_bytes(tile.read_bytes()[:300])
     code = f"""
 from labkit.errors import LabError
-from labkit.widgets import ControlPanel
+from labkit.ui import ControlPanel
 panel = ControlPanel("tiny", root={str(lab["root"])!r}, csv=False, workers=1, repeats=1)
 display(panel)
 good = panel.tiles

@@ -773,7 +773,7 @@ def test_panel_killed_worker(tiny: Path, tmp_path: Path, monkeypatch: pytest.Mon
     """A worker SIGKILLed mid-run: one red line in the panel, pools dropped, no process
     left, the panel works again; the CSV gets no row from the failed run."""
     pytest.importorskip("ipywidgets")
-    from labkit.widgets import ControlPanel
+    from labkit.ui import ControlPanel
 
     before = {c.pid for c in psutil.Process().children(recursive=True)}
     csv = tmp_path / "bench.csv"
@@ -798,7 +798,7 @@ def test_panel_killed_worker(tiny: Path, tmp_path: Path, monkeypatch: pytest.Mon
 def test_panel_unwritable_data_root(kind: str, tmp_path: Path) -> None:
     """Data root under a regular file: the panel says so in one line and writes nothing."""
     pytest.importorskip("ipywidgets")
-    from labkit.widgets import ControlPanel, PrepPanel
+    from labkit.ui import ControlPanel, PrepPanel
 
     afile = _regular_file(tmp_path)
     panel = (ControlPanel("tiny", root=afile, csv=tmp_path / "b.csv", workers=1, repeats=1)
@@ -815,7 +815,7 @@ def test_panel_unwritable_data_root(kind: str, tmp_path: Path) -> None:
 def test_panel_unwritable_csv(tiny: Path, tmp_path: Path) -> None:
     """The benchmark CSV cannot be written: the panel says so, results are not half-kept."""
     pytest.importorskip("ipywidgets")
-    from labkit.widgets import ControlPanel
+    from labkit.ui import ControlPanel
 
     afile = _regular_file(tmp_path)
     panel = ControlPanel("tiny", root=tiny, csv=afile / "bench.csv", workers=1, repeats=1)
@@ -849,7 +849,7 @@ def test_engines_listen_on_loopback_and_a_killed_engine_reaches_the_panel(
     the connection files say 127.0.0.1. Then a SIGKILLed engine: one line in MpiPanel, the
     cluster stopped, no engine, mpiexec or controller process left."""
     pytest.importorskip("ipywidgets")
-    from labkit.widgets import MpiPanel
+    from labkit.ui import MpiPanel
 
     panel = MpiPanel("tiny", root=tiny, csv=False, workers=2, repeats=1, timeout=60)
     try:

@@ -1,11 +1,14 @@
-"""Small plotting and checking helpers for the notebooks (keeps their cells short).
+"""Figures and small checks for the notebooks and the panels (keeps the cells short).
 
-Figures are made with :mod:`matplotlib.pyplot` so the notebook shows them inline; assign
-the returned figure (``fig = ...``) to avoid showing it twice.
+Notebook figures are made with :mod:`matplotlib.pyplot` so the notebook shows them inline;
+assign the returned figure (``fig = ...``) to avoid showing it twice. The panels' own
+figures (:func:`runs_figure`, :func:`prep_figure`) are plain :class:`matplotlib.figure.Figure`
+objects outside pyplot, turned into PNG bytes with :func:`png_bytes`.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import time
 import warnings
@@ -15,22 +18,28 @@ from typing import Any
 
 import numpy as np
 
+from labkit.config import PHASE_COLORS
+
 __all__ = [
     "db",
     "evict_page_cache",
     "homogeneous_cv",
     "human_bytes",
     "phase_bars",
+    "png_bytes",
+    "prep_figure",
     "ps_mask",
     "read_seconds",
+    "runs_figure",
     "show_images",
     "stats_maps",
     "truth_scatter",
 ]
 
 _PHASE_LABELS = {"merge": "merge / communicate", "startup": "start-up (in the run)"}
-PHASE_COLORS = {"read": "#1f77b4", "compute": "#2ca02c", "merge": "#d62728",
-                "startup": "#ff7f0e", "other": "#c7c7c7"}
+# one colour per backend in the panel's bars (the phases use labkit.config.PHASE_COLORS)
+BACKEND_COLORS = {"sequential": "#555555", "multiprocessing": "#d62728", "mem": "#2ca02c",
+                  "threads": "#1f77b4", "mpi": "#9467bd"}
 
 
 def db(x: np.ndarray, floor: float = 1e-12) -> np.ndarray:
@@ -224,7 +233,7 @@ def truth_scatter(intensity: np.ndarray, sigma0: np.ndarray) -> tuple[Any, float
 def phase_bars(rows: Sequence[Mapping[str, Any]], *, label_key: str = "backend") -> Any:
     """Stacked bars of median phase times per run: read, compute, merge, rest of the wall.
 
-    ``rows`` are :attr:`labkit.widgets.ControlPanel.results` rows (``median_s``,
+    ``rows`` are :attr:`labkit.ui.ControlPanel.results` rows (``median_s``,
     ``read_s``, ``compute_s``, ``merge_s``) or ``Result.timings``-like dicts (``wall``,
     ``startup``, ``read``, ...). The grey part is wall time no phase accounts for: process
     or task start, pickling, waiting. The black tick marks the wall time; backends report
@@ -280,3 +289,73 @@ def read_seconds(paths: Iterable[str | os.PathLike[str]]) -> tuple[float, int]:
     for p in paths:
         nbytes += len(Path(p).read_bytes())
     return time.perf_counter() - t0, nbytes
+
+
+def png_bytes(fig: Any, dpi: int = 90) -> bytes:
+    """``fig`` as PNG bytes (``dpi`` dots per inch, tight bounding box)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def runs_figure(rows: Sequence[Mapping[str, Any]]) -> Any:
+    """Bars of the median wall time of every panel run (whiskers: min..max of the repeats).
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        :attr:`labkit.ui.ControlPanel.results` rows: ``run``, ``backend``,
+        ``backend_name``, ``workers``, ``tile``, ``median_s``, ``min_s``, ``max_s`` (s).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Not managed by pyplot (a notebook does not show it by itself).
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(4.0, 0.9 * len(rows) + 2), 3.2))
+    ax = fig.add_subplot()
+    x = range(len(rows))
+    med = [r["median_s"] for r in rows]
+    err = [[r["median_s"] - r["min_s"] for r in rows],
+           [r["max_s"] - r["median_s"] for r in rows]]
+    colors = [BACKEND_COLORS.get(r.get("backend_name", ""), "#7f7f7f") for r in rows]
+    ax.bar(x, med, yerr=err, color=colors, capsize=3)
+    ax.set_xticks(list(x))
+    ax.set_xticklabels([f"#{r['run']} {r['backend']}\n{r['workers']}w {r['tile']}"
+                        for r in rows], fontsize=7, rotation=30, ha="right")
+    ax.set_ylabel("median wall time (s)")
+    ax.set_title("runs so far (whiskers: min–max of the repeats)", fontsize=9)
+    seq = [r["median_s"] for r in rows if r.get("backend_name") == "sequential"]
+    if seq:
+        ax.axhline(seq[-1], color="k", ls="--", lw=0.8, label="last sequential")
+        ax.legend(fontsize=7)
+    return fig
+
+
+def prep_figure(rows: Sequence[Mapping[str, Any]]) -> Any:
+    """Bars of the seconds each tile preparation took.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        :attr:`labkit.ui.PrepPanel.results` rows: ``run``, ``tile``, ``workers`` (jobs),
+        ``seconds``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Not managed by pyplot.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(4.0, 0.8 * len(rows) + 2), 3.0))
+    ax = fig.add_subplot()
+    ax.bar(range(len(rows)), [r["seconds"] for r in rows], color="#1f77b4")
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([f"#{r['run']} {r['tile']}\n{r['workers']} jobs" for r in rows],
+                       fontsize=7)
+    ax.set_ylabel("seconds")
+    ax.set_title("tile preparation runs", fontsize=9)
+    return fig

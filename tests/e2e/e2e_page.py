@@ -29,7 +29,7 @@ __all__ = [
 STDERR = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
 ERROR_TEXT = re.compile(r"Traceback \(most recent call last\)|^-{40,}$|^\w*(Error|Exception)\b"
                         r"|^KeyboardInterrupt", re.M)
-PANEL_ERROR = "⚠"  # labkit.widgets shows a failed run as one red line starting with it
+PANEL_ERROR = "⚠"  # labkit.ui shows a failed run as one red line starting with it
 
 _KERNEL_READY = """(name) => {
   const app = window.jupyterapp;
