@@ -4,6 +4,7 @@
   with the functions ``labkit bench`` uses and no widget;
 * :mod:`~labkit.ui.panels`: :class:`ControlPanel`, :class:`MpiPanel`, :class:`PrepPanel`,
   the ipywidgets views over a controller;
+* :mod:`~labkit.ui.frame`: what every panel shares (buttons, progress, status, errors);
 * :mod:`~labkit.ui.html`: the table, error and note HTML the panels show;
 * :mod:`~labkit.ui.plots`: the notebooks' figures and small checks.
 
@@ -19,7 +20,7 @@ from typing import Any
 __all__ = ["ControlPanel", "MpiPanel", "PrepPanel", "html_table", "max_workers"]
 
 _HOMES = {"ControlPanel": "labkit.ui.panels", "MpiPanel": "labkit.ui.panels",
-          "PrepPanel": "labkit.ui.panels", "max_workers": "labkit.ui.panels",
+          "PrepPanel": "labkit.ui.panels", "max_workers": "labkit.ui.frame",
           "html_table": "labkit.ui.html"}
 
 

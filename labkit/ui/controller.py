@@ -1,18 +1,15 @@
 """What the notebook panels do, without any widget: tiles, pools, timed runs, CSV rows.
 
-Every step is the function the rest of labkit already uses:
-
-* tiles: :func:`labkit.prep.ensure_tiles`;
-* pools: :func:`labkit.backends.pools.make_pool`, MPI engines
-  :func:`labkit.cluster.start_cluster`; kept and reused across runs;
-* timing (warm-up, repeats, max |Δ| against the sequential reference):
-  :func:`labkit.bench.time_backend`, as ``labkit bench`` does;
-* CSV rows and medians: :func:`labkit.bench.row_from_result`,
-  :func:`labkit.bench.append_csv` and :func:`labkit.bench.summarize`.
+Every step is the function the rest of labkit already uses: tiles from
+:func:`labkit.prep.ensure_tiles`; pools from :func:`labkit.backends.pools.make_pool` and
+:func:`labkit.cluster.start_cluster`, kept across runs; timing (warm-up, repeats, max |Δ|
+against the sequential reference) by :func:`labkit.bench.time_backend`, as ``labkit
+bench`` does; CSV rows and medians by :func:`labkit.bench.row_from_result`,
+:func:`labkit.bench.append_csv` and :func:`labkit.bench.summarize`.
 
 :class:`RunController` serves :class:`labkit.ui.ControlPanel`, :class:`MpiController`
-:class:`labkit.ui.MpiPanel` and :class:`PrepController` :class:`labkit.ui.PrepPanel`; a
-panel turns its widget values into :class:`RunOptions` and shows what comes back. What a
+:class:`labkit.ui.MpiPanel` and :class:`PrepController` :class:`labkit.ui.PrepPanel`. A
+panel turns its widget values into :class:`RunOptions` and shows what comes back; what a
 controller is doing is told, one line at a time, to its ``notify`` callable.
 """
 
