@@ -59,8 +59,9 @@ SPLITS = ("dates", "rows")
 def _say(line: str) -> None:
     """Print one line on stderr; under ``mpiexec`` only rank 0 does (every rank meets the
     same error, see :mod:`labkit.backends.mpi`, so the user reads it once)."""
-    if _rank0():
-        print(line, file=sys.stderr, flush=True)
+    if _rank0():  # line and newline in one write: under mpiexec other ranks write too
+        sys.stderr.write(f"{line}\n")
+        sys.stderr.flush()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -238,15 +239,25 @@ def _interrupted(why: str) -> int:
     return 130
 
 
+# what a Ctrl-C left behind, by command (when the command does not say it itself)
+STOPPED = {
+    "run": "stopped by Ctrl-C, no output written",
+    "prep": "stopped by Ctrl-C; finished tiles kept, no partial files",
+    "data": "stopped by Ctrl-C; finished dates and tiles kept, no partial files",
+    "bench": "stopped by Ctrl-C; the rows of the rounds already timed are in the CSV",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``labkit`` console script; returns the exit code."""
-    stopped = "stopped by Ctrl-C, no output written"
+    stopped = "stopped by Ctrl-C, no output written"  # until a command starts
     try:
         if signal.getsignal(signal.SIGINT) is _interrupted_early:  # the entry: take over
             interrupts.take_sigint()
             if _early:
                 raise KeyboardInterrupt
         args = build_parser().parse_args(argv)
+        stopped = STOPPED.get(args.command, "stopped by Ctrl-C")
         return _dispatch(args)
     except Interrupted as exc:
         return _interrupted(str(exc))

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from labkit import interrupts
 from labkit.backends import Result
 from labkit.errors import Interrupted, LabError
 from labkit.io import TileStack
@@ -191,7 +192,8 @@ class MpiCluster:
         t0 = time.perf_counter()
         atexit.unregister(self.stop)
         try:
-            left = _shutdown(self.cluster, self.client, self._procs, self.profile_dir)
+            left = _shutdown(self.cluster, self.client, self._procs, self.profile_dir,
+                             fast=interrupts.stopping() or interrupts.taken())
         finally:
             self.stop_s = time.perf_counter() - t0
         if left:
@@ -211,30 +213,54 @@ def _wait_dead(procs: list[Any], timeout: float) -> list[Any]:
     return alive
 
 
-def _shutdown(cluster: Any, client: Any, procs: list[Any], profile_dir: str) -> list[int]:
+def _shutdown(cluster: Any, client: Any, procs: list[Any], profile_dir: str,
+              fast: bool = False) -> list[int]:
     """Close the client, stop engines then controller, kill leftovers; return pids alive.
 
     Engines first, then the controller: stopping both at once (``stop_cluster``) takes
-    seconds longer because the engines then wait for a controller that is gone.
+    seconds longer because the engines then wait for a controller that is gone. After a
+    Ctrl-C (``fast``, or one that comes meanwhile) that polite stop (≈2 s) is skipped: every
+    process is killed at once and the engines' MPICH shared memory removed.
     """
     import psutil
 
+    segments = interrupts.mpich_segments([p.pid for p in procs])
     try:
         if client is not None:
             with contextlib.suppress(Exception):
                 client.close()
-        with contextlib.suppress(Exception):
-            cluster.stop_engines_sync()
-        with contextlib.suppress(Exception):
-            cluster.stop_controller_sync()
+        if not fast:
+            with contextlib.suppress(Exception):
+                cluster.stop_engines_sync()
+            with contextlib.suppress(Exception):
+                cluster.stop_controller_sync()
     finally:
-        alive = _wait_dead(procs, STOP_TIMEOUT_S)
-        for p in alive:
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-        alive = _wait_dead(alive, STOP_TIMEOUT_S)
-        shutil.rmtree(profile_dir, ignore_errors=True)
+        with interrupts.deferred():
+            grace = 0.0 if fast or interrupts.stopping() else STOP_TIMEOUT_S
+            procs = _with_children(procs)  # engines that started since procs was taken
+            segments |= interrupts.mpich_segments([p.pid for p in procs])
+            alive = _wait_dead(procs, grace)
+            for p in alive:
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+            alive = _wait_dead(alive, STOP_TIMEOUT_S)
+            interrupts.unlink_segments(segments)
+            with contextlib.suppress(Exception):  # ipyparallel's own exit handler: done
+                cluster.shutdown_atexit = False
+            shutil.rmtree(profile_dir, ignore_errors=True)
     return [p.pid for p in alive]
+
+
+def _with_children(procs: list[Any]) -> list[Any]:
+    """``procs`` and every process now under one of them."""
+    import psutil
+
+    seen = {p.pid: p for p in procs}
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            for child in p.children(recursive=True):
+                seen.setdefault(child.pid, child)
+    return list(seen.values())
 
 
 def _processes(cluster: Any) -> list[Any]:
@@ -319,9 +345,10 @@ def start_cluster(n: int, *, timeout: float = 60) -> MpiCluster:
         return MpiCluster(cluster, client, n, startup, profile_dir,
                           [pid for _, _, pid in info], _processes(cluster))
     except BaseException as exc:
-        why = _engine_output(cluster)
-        _shutdown(cluster, client, _processes(cluster), profile_dir)
-        if isinstance(exc, KeyboardInterrupt):
+        ctrl_c = isinstance(exc, KeyboardInterrupt)
+        why = "" if ctrl_c else _engine_output(cluster)
+        _shutdown(cluster, client, _processes(cluster), profile_dir, fast=ctrl_c)
+        if ctrl_c:
             raise Interrupted("cluster start stopped by Ctrl-C; nothing left running") from None
         if isinstance(exc, LabError):
             raise

@@ -21,12 +21,13 @@ rather than exit 130 with the outputs there); :func:`finished` says whether that
 The CLI's handler (:func:`take_sigint`): the first Ctrl-C raises KeyboardInterrupt; one
 that comes while that is being handled (the clean-up runs in ``except``/``finally``
 blocks) is ignored, so it cannot cut the clean-up short (``mpiexec`` forwards a terminal's
-Ctrl-C to its ranks once more). A KeyboardInterrupt can be lost: C code that clears errors
-(a Cython module's import, a ``__del__`` called by the garbage collector) swallows it and
-the command goes on. So until the CLI has reported the interruption
-(:func:`reported`), the handler sends SIGINT to its own process again every
-:data:`RETRY_S` seconds: ignored while the clean-up runs, a new KeyboardInterrupt if the
-command is running on as if nothing happened.
+Ctrl-C to its ranks once more). A KeyboardInterrupt can be lost or turned into something
+else: a C extension's import turns it into an ImportError, a Cython one clears it, ctypes
+callbacks (Numba's JIT) and ``__del__`` methods print and drop it. So it is not raised in
+an extension's import, in llvmlite or in a ``__del__``; and until the CLI has reported the
+interruption (:func:`reported`) the handler sends SIGINT to its own process again every
+:data:`RETRY_S` seconds: ignored while the clean-up runs, a KeyboardInterrupt at the
+first place it can be raised, or again if the command runs on as if nothing happened.
 """
 
 from __future__ import annotations
@@ -38,14 +39,15 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from labkit.errors import Interrupted
 
-__all__ = ["MPI_INIT_WAIT_S", "RETRY_S", "commit", "deferred", "final", "finished",
-           "mpich_segments", "reported", "sigint_blocked", "stop_mpi_world", "take_sigint",
-           "taken", "unlink_segments"]
+__all__ = ["MPI_INIT_WAIT_S", "RETRY_S", "commit", "deferred", "done", "final", "finished",
+           "mpich_segments", "reported", "sigint_blocked", "stop_mpi_world", "stopping",
+           "take_sigint", "taken", "unlink_segments"]
 
-RETRY_S = 0.2  # s between SIGINTs the handler sends itself until the interrupt is reported
+RETRY_S = 0.1  # s between SIGINTs the handler sends itself until the interrupt is reported
 MPI_INIT_WAIT_S = 1.0  # s an interrupted rank waits in MPI_Init for the others before dying
 _state = {"final": False, "finished": False, "taken": False, "reported": False}
 
@@ -131,12 +133,19 @@ def commit() -> Iterator[None]:
             held.clear()
 
 
+def done() -> None:
+    """A last step with nothing to put in place (an MPI rank other than 0): inside
+    :func:`final`, the command is finished from here on."""
+    with commit():
+        pass
+
+
 def finished() -> bool:
     """True once the last step (:func:`final`) has committed its outputs."""
     return _state["finished"]
 
 
-def _stopping() -> bool:
+def stopping() -> bool:
     """True while the main thread handles a KeyboardInterrupt (or an :class:`Interrupted`
     made of one), directly or as the context of the exception it handles: the clean-up
     after a Ctrl-C is running."""
@@ -159,16 +168,39 @@ def _resend() -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
 
-def _on_sigint(signum: int, frame: object) -> None:
+def _unsafe(frame: Any) -> bool:
+    """True when a KeyboardInterrupt raised in ``frame`` would be lost, printed or turned
+    into another error: inside a C extension module's import (its init turns it into an
+    ImportError, Cython's clears it), in llvmlite (Numba's JIT calls back into Python
+    through ctypes, which prints and drops it), or in a ``__del__`` (called by the garbage
+    collector, which drops it)."""
+    for _ in range(256):
+        if frame is None:
+            return False
+        code = frame.f_code
+        name = frame.f_globals.get("__name__") or ""
+        if name.startswith("llvmlite") or code.co_name == "__del__":
+            return True
+        if (name == "importlib._bootstrap_external"
+                and code.co_name in ("create_module", "exec_module")
+                and type(frame.f_locals.get("self")).__name__ == "ExtensionFileLoader"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
     """The CLI's SIGINT handler (see the module docstring)."""
     if _state["reported"] or _state["finished"]:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         return
-    if _stopping():
+    if stopping():
         return
     if not _state["taken"]:
         _state["taken"] = True
         threading.Thread(target=_resend, name="labkit-sigint", daemon=True).start()
+    if _unsafe(frame):  # not here: the watchdog sends it again in RETRY_S
+        return
     raise KeyboardInterrupt
 
 
@@ -234,9 +266,16 @@ def stop_mpi_world(code: int = 130) -> None:
     cannot start, the rank ends by a signal, and ``mpiexec`` stops the others. Without
     ``mpiexec`` (or with one rank) this does nothing.
     """
-    sizes = (os.environ.get(v, "") for v in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"))
-    if max((int(v) for v in sizes if v.isdigit()), default=1) <= 1:
+    sizes = [os.environ.get(v, "") for v in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")]
+    size = max((int(v) for v in sizes if v.isdigit()), default=1)
+    if size <= 1:
         return
+    rank = next((v for v in (os.environ.get(k, "") for k in ("PMI_RANK", "OMPI_COMM_WORLD_RANK"))
+                 if v.isdigit()), "0")
+    if rank != "0":  # rank 0 has said why; the others say they end the world (it may be first)
+        with contextlib.suppress(OSError):
+            os.write(2, f"labkit: interrupted: rank {rank}: stopped by Ctrl-C (aborting all "
+                        f"{size} ranks)\n".encode())
     try:
         if "mpi4py.MPI" not in sys.modules:  # importing it starts MPI: waits for every rank
             timer = threading.Timer(MPI_INIT_WAIT_S, _give_up_world)
@@ -253,6 +292,7 @@ def stop_mpi_world(code: int = 130) -> None:
             MPI.Init()
         unlink_segments(mpich_segments(["self"]))
         MPI.COMM_WORLD.Abort(code)
+        os._exit(code)  # MPICH's MPI_Abort may return before mpiexec ends the ranks
     except BaseException:  # whatever failed: do not leave the world waiting
         pass
     signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -186,6 +186,10 @@ def run(backend: str, src: str | Path | TileStack, mean_path: str | Path,
     t0 = time.perf_counter()
     if result.meta.get("rank", 0) == 0:  # under mpiexec only rank 0 writes
         write_geotiffs({outs[0]: result.mean, outs[1]: result.std})
+    else:
+        from labkit import interrupts
+
+        interrupts.done()  # this rank's part is over: a late Ctrl-C must not abort rank 0
     result.timings["write"] = time.perf_counter() - t0
     result.timings["total"] = result.timings["wall"] + result.timings["write"]
     return result

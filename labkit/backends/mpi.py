@@ -244,6 +244,7 @@ def _abort(comm: Any, exc: BaseException) -> None:
         sys.stderr.flush()
         interrupts.unlink_segments(interrupts.mpich_segments(["self"]))  # Abort leaves them
         comm.Abort(code)
+        os._exit(code)  # MPICH's MPI_Abort may return before mpiexec ends the ranks
 
 
 def _gather_rows(comm: Any, stack: TileStack, local: tuple[np.ndarray, np.ndarray]
