@@ -84,6 +84,7 @@ PRELOAD = ["numpy", "rasterio", "threadpoolctl", "labkit.io", "labkit.stats",
            "labkit.backends.pools", "labkit.backends.mem"]
 WORKER_DIED = "a worker process died (killed?) during the run; no output was written"
 TERMINATE_GRACE_S = 1.0  # s a terminated worker gets to exit before it is killed
+FORKSERVER_WAIT_S = 120.0  # s at most to wait for the forkserver's preloads (cold Numba cache)
 _tasks_run = 0  # tasks started in this worker process (for LABKIT_TEST_KILL_AFTER)
 
 
@@ -266,6 +267,17 @@ class Pool:
             self._release()
 
 
+def _exited(pid: int) -> bool:
+    """True if child ``pid`` has exited (it is not reaped: multiprocessing does that)."""
+    waitid = getattr(os, "waitid", None)
+    if waitid is None:
+        return False
+    try:
+        return waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
 def _start_forkserver() -> None:
     """Start the forkserver if it is not running, and wait until it serves.
 
@@ -295,10 +307,10 @@ def _start_forkserver() -> None:
         pid = getattr(server, "_forkserver_pid", None)
         if not ready or pid is None or pid == before:  # already serving, or cannot tell
             return
-        while not os.path.exists(ready):
-            with contextlib.suppress(ChildProcessError):
-                if os.waitpid(pid, os.WNOHANG)[0]:  # it died: the launch will say so
-                    return
+        deadline = time.monotonic() + FORKSERVER_WAIT_S
+        while not os.path.exists(ready) and time.monotonic() < deadline:
+            if _exited(pid):  # it died: the launch will say so
+                return
             time.sleep(0.005)
     finally:
         if tmp:
