@@ -280,7 +280,20 @@ def _stop_helpers() -> None:
     """Stop the multiprocessing helpers this process started (the forkserver, the resource
     tracker) and reap them, so that no process of the command, not even a zombie, outlives
     it. The forkserver has nothing left to do (the pools are closed): it is killed. The
-    resource tracker is asked to stop: it first unlinks anything left registered."""
+    resource tracker is asked to stop: it first unlinks anything left registered. Both at
+    once (≈10 ms)."""
+    import threading
+
+    tracker = sys.modules.get("multiprocessing.resource_tracker")
+    tracker = getattr(tracker, "_resource_tracker", None)
+    stopping = None
+    if getattr(tracker, "_pid", None) is not None:
+        def stop_tracker() -> None:
+            with contextlib.suppress(Exception):
+                tracker._stop()  # type: ignore[union-attr]  # closes its pipe, waits for it
+
+        stopping = threading.Thread(target=stop_tracker)
+        stopping.start()
     forkserver = sys.modules.get("multiprocessing.forkserver")
     server = getattr(forkserver, "_forkserver", None)
     pid = getattr(server, "_forkserver_pid", None)
@@ -289,11 +302,8 @@ def _stop_helpers() -> None:
             os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             server._stop()  # type: ignore[union-attr]  # closes its pipe, waits for it
-    tracker = sys.modules.get("multiprocessing.resource_tracker")
-    tracker = getattr(tracker, "_resource_tracker", None)
-    if getattr(tracker, "_pid", None) is not None:
-        with contextlib.suppress(Exception):
-            tracker._stop()  # type: ignore[union-attr]
+    if stopping is not None:
+        stopping.join()
 
 
 def run() -> None:
