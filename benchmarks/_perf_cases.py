@@ -234,8 +234,9 @@ def measure_prep(slc_dir: Path, repeats: int = 5,
                  progress: Progress = None) -> list[dict[str, Any]]:
     """Prep of one SLC (whole image, 4×4 looks) in process against a raw read of it, and
     as ``labkit prep`` against ``cat SLC > /dev/null`` (with its peak RSS)."""
-    from labkit import prep
-    from labkit.isce import find_slcs, open_slc_checked
+    from labkit import config, prep
+    from labkit.sar.discovery import find_slcs
+    from labkit.sar.slc import open_slc_checked
 
     info = open_slc_checked(find_slcs(slc_dir)[0])
     raw = info.path.with_suffix("") if info.path.suffix == ".vrt" else info.path
@@ -252,7 +253,7 @@ def measure_prep(slc_dir: Path, repeats: int = 5,
         }
         t = alternate(fns, repeats, progress=progress)
         rows.append(make_row("prep", "in-process", f"raw read of the {size}",
-                             f"|S|² + multilook 4×4 + crop + write, {prep.PREP_THREADS} "
+                             f"|S|² + multilook 4×4 + crop + write, {config.PREP_THREADS} "
                              f"threads, {prep.kernel_name()} kernel", t["raw read"], t["prep"]))
         rows.append(make_row("prep", "in-process", "raw read", "the same prep on 1 thread",
                              t["raw read"], t["prep ×1 thread"]))

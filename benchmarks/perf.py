@@ -90,8 +90,8 @@ def make_tiles(dest: str | os.PathLike[str], n_dates: int = 24, side: int = 2048
 
 def make_slc(dest: str | os.PathLike[str], lines: int = 8192, samples: int = 16384) -> Path:
     """A one-date synthetic SLC stack of ``lines × samples`` complex64 (8192 × 16384 =
-    1 GiB) in ``dest`` (ISCE2 layout, :func:`labkit.synth.write_stack`). Returns ``dest``."""
-    from labkit import synth
+    1 GiB) in ``dest`` (ISCE2 layout, :func:`labkit.sar.synth.write_stack`). Returns ``dest``."""
+    from labkit.sar import synth
 
     return synth.write_stack(dest, "seed", dates=1, size=(lines, samples), progress=False)
 

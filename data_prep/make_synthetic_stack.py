@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write a synthetic SAOCOM-like SLC stack in the ISCE2 coarse-coregistered layout.
 
-Course-style wrapper around :func:`labkit.synth.write_stack` (same as ``labkit synth``)::
+Course-style wrapper around :func:`labkit.sar.synth.write_stack` (same as ``labkit synth``)::
 
     python data_prep/make_synthetic_stack.py Coarse --preset seed
     data_prep/flatten_isce_tree.sh Coarse SLC_FINE_LOCAL
@@ -14,7 +14,7 @@ import sys
 
 from labkit.cli import non_negative_int, positive_int, size_spec
 from labkit.errors import LabError
-from labkit.synth import PRESETS, write_stack
+from labkit.sar.synth import PRESETS, write_stack
 
 __all__ = ["main"]
 

@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # command -> "module:function(args) -> int | None"; imported only when that command runs.
 HANDLERS = {
-    "synth": "labkit.synth:cli_main",
+    "synth": "labkit.sar.synth:cli_main",
     "prep": "labkit.prep:cli_main",
     "data": "labkit.prep:cli_data",
     "run": "labkit.backends:cli_run",

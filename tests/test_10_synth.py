@@ -1,4 +1,4 @@
-"""labkit.synth: the synthetic SAOCOM-like SLC stack in the ISCE2 layout."""
+"""labkit.sar.synth: the synthetic SAOCOM-like SLC stack in the ISCE2 layout."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from labkit import synth
 from labkit.cli import main
 from labkit.errors import LabError
+from labkit.sar import scene, synth
 
 ROOT = Path(__file__).resolve().parent.parent
 FLATTEN = ROOT / "data_prep" / "flatten_isce_tree.sh"
@@ -161,9 +161,9 @@ def test_deterministic_bytes(tmp_path: Path) -> None:
 
 
 def test_sigma0_is_procedural_by_block() -> None:
-    scene = synth._Scene(300, 200, 4, seed=1)
-    whole = scene.sigma0(0, 300)
-    parts = np.concatenate([scene.sigma0(r, min(300, r + 37)) for r in range(0, 300, 37)])
+    sc = scene.Scene(300, 200, 4, seed=1)
+    whole = sc.sigma0(0, 300)
+    parts = np.concatenate([sc.sigma0(r, min(300, r + 37)) for r in range(0, 300, 37)])
     np.testing.assert_array_equal(whole, parts)
 
 
@@ -322,14 +322,14 @@ def test_interrupted_run_leaves_whole_dates_and_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kw = {"dates": 4, "size": (64, 64), "seed": 3, "progress": False}
-    real = synth._Scene.block
+    real = scene.Scene.block
 
-    def dying(self: synth._Scene, d: int, b: int, buf: np.ndarray) -> np.ndarray:
+    def dying(self: scene.Scene, d: int, b: int, buf: np.ndarray) -> np.ndarray:
         if d == 2:
             raise KeyboardInterrupt
         return real(self, d, b, buf)
 
-    monkeypatch.setattr(synth._Scene, "block", dying)
+    monkeypatch.setattr(scene.Scene, "block", dying)
     with pytest.raises(KeyboardInterrupt):
         synth.write_stack(tmp_path / "s", "tiny", **kw)
     names = sorted(p.name for p in (tmp_path / "s").iterdir())
@@ -338,7 +338,7 @@ def test_interrupted_run_leaves_whole_dates_and_resumes(
         synth.read_manifest(tmp_path / "s")
     with pytest.raises(LabError, match="unfinished, different"):
         synth.write_stack(tmp_path / "s", "tiny", **{**kw, "seed": 4})
-    monkeypatch.setattr(synth._Scene, "block", real)
+    monkeypatch.setattr(scene.Scene, "block", real)
     synth.write_stack(tmp_path / "s", "tiny", **kw)
     synth.write_stack(tmp_path / "fresh", "tiny", **kw)
     assert _files(tmp_path / "s") == _files(tmp_path / "fresh")

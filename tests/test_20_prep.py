@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 import rasterio
 
-from labkit import prep
+from labkit import config, prep
 from labkit.cli import main
 from labkit.errors import LabError
-from labkit.isce import find_slcs, open_slc_checked, write_isce_slc
+from labkit.sar.discovery import find_slcs
+from labkit.sar.isce import write_isce_slc
+from labkit.sar.slc import open_slc_checked
 
 REPO = Path(__file__).resolve().parent.parent
 DATES = ("20230105", "20230113", "20230121")
@@ -160,7 +162,7 @@ def test_intensity_rejects_real_input_and_bad_looks():
     ((11, 9, 4, 6), (3, 2)),
 ])
 def test_prep_stack_matches_reference(tmp_path, tree, data, monkeypatch, crop, looks):
-    monkeypatch.setattr(prep, "BLOCK_BYTES", 5000)  # several row blocks + a partial one
+    monkeypatch.setattr(config, "PREP_BLOCK_BYTES", 5000)  # several row blocks + a partial one
     s = prep.prep_stack(tree, tmp_path / "out", crop, looks, progress=False)
     w, h = crop[:2]
     assert s.n_dates == 3 and s.skipped == 0

@@ -17,9 +17,12 @@ import numpy as np
 import pytest
 import rasterio
 
-from labkit import prep
+from labkit import config, prep
 from labkit.errors import LabError
-from labkit.isce import RawLayout, open_slc_checked, write_isce_slc
+from labkit.prep import date as prep_date_module
+from labkit.prep import kernel as prep_kernel
+from labkit.sar.isce import write_isce_slc
+from labkit.sar.slc import RawLayout, open_slc_checked
 
 LOOKS = [(1, 1), (4, 4), (2, 8), (3, 5), (8, 1)]
 DATE = "20230105"
@@ -27,7 +30,7 @@ DATE = "20230105"
 
 @pytest.fixture(scope="module")
 def ck():
-    mod = prep._c_module()
+    mod = prep_kernel.c_module()
     if mod is None:
         pytest.fail("labkit._prepkernel is not built: reinstall with `make venv` "
                     "(pip install -e . needs a C compiler)")
@@ -65,7 +68,7 @@ def test_c_multilook_is_bitwise_numpy(ck, looks, cell0):
     with np.errstate(all="ignore"):
         ck.multilook(slc, out, rows, cols, slc.shape[1], col0, laz, lrg)
         ref = prep.multilook(prep.intensity(slc[:, col0:]), looks)
-        kern = prep._Kernel(rows, cols, looks, "numpy")
+        kern = prep_kernel.Kernel(rows, cols, looks, "numpy")
         kern.slc[...] = slc[: rows * laz, col0:col0 + cols * lrg]
         run = kern.run(rows)
     assert np.array_equal(bits(out), bits(ref))
@@ -145,7 +148,7 @@ CASES = [((36, 19, 1, 1), (4, 4)), ((16, 40, 0, 2), (2, 8)), ((5, 11, 3, 20), (3
 @pytest.mark.parametrize("crop,looks", CASES)
 def test_tile_is_the_same_for_every_kernel_and_reader(tmp_path, monkeypatch, isce_slc, crop,
                                                       looks):
-    monkeypatch.setattr(prep, "BLOCK_BYTES", 6000)  # several blocks + a partial one
+    monkeypatch.setattr(config, "PREP_BLOCK_BYTES", 6000)  # several blocks + a partial one
     vrt = isce_slc.with_name(isce_slc.name + ".vrt")
     raw = open_slc_checked(vrt)
     assert raw.layout == RawLayout(isce_slc, 0, 150 * 8)
@@ -158,7 +161,7 @@ def test_tile_is_the_same_for_every_kernel_and_reader(tmp_path, monkeypatch, isc
             for name, info in (("raw", raw), ("gdal", gdal)):
                 for threads in (1, 2):
                     out = tmp_path / f"{kernel}-{name}-{threads}.tif"
-                    prep._prep_one(info, out, crop, looks, threads)
+                    prep_date_module.prep_one(info, out, crop, looks, threads)
                     tiles[out.stem] = tile(out)
         w, h, r0, c0 = crop
         laz, lrg = looks
@@ -206,7 +209,7 @@ def test_raw_file_truncated_while_running_is_one_line(tmp_path, monkeypatch, isc
         fh.truncate(40 * 150 * 8)
     out = tmp_path / "t.tif"
     with pytest.raises(LabError, match="ends before the last line") as exc:
-        prep._prep_one(info, out, (30, 20, 0, 0), (4, 4), 2)
+        prep_date_module.prep_one(info, out, (30, 20, 0, 0), (4, 4), 2)
     assert "\n" not in str(exc.value)
     assert not out.exists() and not list(tmp_path.glob("*.tmp"))
 
@@ -217,7 +220,7 @@ def test_kernel_switch(monkeypatch):
     monkeypatch.setenv("LABKIT_PREP_KERNEL", "fortran")
     with pytest.raises(LabError, match="auto, c or numpy"):
         prep.kernel_name()
-    monkeypatch.setattr(prep, "_c_module", lambda: None)  # as if it were not built
+    monkeypatch.setattr(prep_kernel, "c_module", lambda: None)  # as if it were not built
     monkeypatch.setenv("LABKIT_PREP_KERNEL", "auto")
     assert prep.kernel_name() == "numpy"
     monkeypatch.setenv("LABKIT_PREP_KERNEL", "c")

@@ -22,8 +22,10 @@ import pytest
 import rasterio
 from test_20_prep import DATES, assert_close, cli, make_dates, read, reference
 
-from labkit import isce, prep
 from labkit.io import date_from_name
+from labkit.prep import date as prep_date_module
+from labkit.prep import readers
+from labkit.sar import discovery, isce, slc
 
 REPO = Path(__file__).resolve().parent.parent
 FLATTEN = REPO / "data_prep" / "flatten_isce_tree.sh"
@@ -320,8 +322,8 @@ LAYOUTS: dict[str, Builder] = {
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_layout_gives_the_reference_tiles(tmp_path, data, layout, capsys):
     src = LAYOUTS[layout](tmp_path, data)
-    files = isce.find_slcs(src)
-    assert [isce.open_slc_checked(f).date for f in files] == list(DATES)
+    files = discovery.find_slcs(src)
+    assert [slc.open_slc_checked(f).date for f in files] == list(DATES)
     rc, err = cli(["prep", src, tmp_path / "out", "--crop", ",".join(map(str, CROP))], capsys)
     assert rc == 0, err
     for d in DATES:
@@ -348,11 +350,11 @@ def test_raw_fast_path_takes_padded_lines_and_equals_gdal(tmp_path, data, monkey
     """Padded lines without padding after the last one are read raw (pread), and give
     the bits GDAL gives."""
     src = padded(720, 12, 24)(tmp_path, data)
-    info = isce.open_slc_checked(src / f"{DATES[0]}.slc.vrt")
+    info = slc.open_slc_checked(src / f"{DATES[0]}.slc.vrt")
     assert info.layout is not None and info.layout.offset == 732
-    prep.prep_date(info.path, tmp_path / "raw.tif", CROP, LOOKS)
-    monkeypatch.setattr(prep, "_raw_layout", lambda info: None)  # force GDAL's reader
-    prep.prep_date(info.path, tmp_path / "gdal.tif", CROP, LOOKS)
+    prep_date_module.prep_date(info.path, tmp_path / "raw.tif", CROP, LOOKS)
+    monkeypatch.setattr(readers, "raw_layout", lambda info: None)  # force GDAL's reader
+    prep_date_module.prep_date(info.path, tmp_path / "gdal.tif", CROP, LOOKS)
     assert np.array_equal(read(tmp_path / "raw.tif"), read(tmp_path / "gdal.tif"),
                           equal_nan=True)
 
@@ -442,7 +444,7 @@ def test_refusal_is_one_line_and_creates_nothing(tmp_path, data, case, capsys):
 def test_each_candidate_stack_alone_is_accepted(tmp_path, data, capsys):
     proj = coarse_and_fine(tmp_path, data)
     for stack, n in (("Coarse", 3), ("Fine", 2)):
-        files = isce.find_slcs(proj / "coregSLC" / stack)
+        files = discovery.find_slcs(proj / "coregSLC" / stack)
         assert len(files) == n
 
 
@@ -450,7 +452,7 @@ def test_a_read_error_names_gdals_cause(tmp_path, data, capsys, monkeypatch):
     """If a mosaic's source disappears after validation, GDAL's own cause reaches the
     user (not "Read failed. See previous exception for details.")."""
     src = mosaic_vrt(tmp_path, data)
-    monkeypatch.setattr(isce, "_check_sources", lambda path, root: None)
+    monkeypatch.setattr(slc, "_check_sources", lambda path, root: None)
     (src / "parts" / f"{DATES[1]}_a.tif").unlink()
     rc, err = cli(["prep", src, tmp_path / "out", "--crop", "5,5,0,0"], capsys)
     assert rc == 2 and f"{DATES[1]}_a.tif" in err and "previous exception" not in err

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labkit import bench, prep, stats
+from labkit import bench, config, prep, stats
 from labkit.backends import compute, io_block_rows
 from labkit.errors import LabError
 from labkit.io import TILE_SUFFIX, StackReader, open_stack, read_block, read_tile, write_geotiff
@@ -187,8 +187,8 @@ def test_kernel_rates_and_describe_prefetch(tiles):
 
 
 def test_threaded_prep_is_bitwise(tmp_path, monkeypatch):
-    monkeypatch.setattr(prep, "BLOCK_BYTES", 4096)  # many small blocks
-    from labkit import synth
+    monkeypatch.setattr(config, "PREP_BLOCK_BYTES", 4096)  # many small blocks
+    from labkit.sar import synth
 
     slc = synth.write_stack(tmp_path / "slc", "tiny", dates=1, progress=False)
     vrt = next(slc.rglob("*.slc.vrt"))
@@ -304,7 +304,7 @@ def test_script_groups_small(script, tmp_path, tiny, tiles):
 def test_script_prep_small(script, tmp_path):
     import _perf_cases
 
-    from labkit import synth
+    from labkit.sar import synth
 
     slc = synth.write_stack(tmp_path / "slc", "tiny", dates=1, progress=False)
     rows = _perf_cases.measure_prep(slc, repeats=1)

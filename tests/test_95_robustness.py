@@ -46,7 +46,7 @@ from labkit import backends, prep
 from labkit.backends.mpi import THREAD_ENV, mpiexec_path
 from labkit.errors import LabError
 from labkit.io import open_stack, read_tile, write_geotiff
-from labkit.isce import write_isce_slc
+from labkit.sar.isce import write_isce_slc
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "robustness.md"  # the "Bad input and faults" table

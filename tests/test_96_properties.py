@@ -4,7 +4,7 @@ Random shapes, looks, crops and NaN/zero/inf patterns (hypothesis):
 
 * ``prep.intensity`` and ``prep.multilook`` against a float64 reference;
 * ``prep.prep_date`` on small random SLCs written in the ISCE2 layout
-  (:func:`labkit.isce.write_isce_slc`): the tile equals the public kernel bit for bit and
+  (:func:`labkit.sar.isce.write_isce_slc`): the tile equals the public kernel bit for bit and
   the float64 reference within 1e-6; a crop that does not fit is refused, nothing written;
 * ``stats.reduce_stack``: the fused kernel and ``LABKIT_KERNEL=numpy`` agree to the bit,
   both within 1e-6 of :func:`labkit.stats.reference`;
@@ -29,7 +29,7 @@ from hypothesis.extra import numpy as hnp
 
 from labkit import prep, stats
 from labkit.errors import LabError
-from labkit.isce import write_isce_slc
+from labkit.sar.isce import write_isce_slc
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -136,7 +136,7 @@ def _stack_data(seq_row: Mapping[str, Any], preset: str | None,
     """Size of the timed stack; ``preset`` kept only if its number of dates matches."""
     n_dates = int(seq_row["n_dates"])
     if preset:
-        from labkit.synth import PRESETS
+        from labkit.sar.synth import PRESETS
 
         if preset not in PRESETS or PRESETS[preset].dates != n_dates:
             preset = None  # the CSV is not from that preset: do not claim it

@@ -21,7 +21,7 @@ def find_data(preset: str | None, slc: str | None = None) -> tuple[str | None, s
     Parameters
     ----------
     preset : str, optional
-        Synthetic preset name (:data:`labkit.synth.PRESETS`).
+        Synthetic preset name (:data:`labkit.sar.synth.PRESETS`).
     slc : str, optional
         SLC stack folder; kept when given.
 
@@ -32,7 +32,7 @@ def find_data(preset: str | None, slc: str | None = None) -> tuple[str | None, s
         else the preset's stack when complete, else None.
     """
     from labkit import paths
-    from labkit.synth import PRESETS
+    from labkit.sar.synth import PRESETS
 
     spec = PRESETS.get(str(preset)) if preset else None
     if spec is None:
@@ -114,8 +114,9 @@ def real_tiles(src: str | os.PathLike[str], root: Path) -> Path:
     root : Path
         Data folder: the tiles go to ``root/real/intens_<T>x<T>``.
     """
-    from labkit.isce import find_slcs, open_slc_checked
     from labkit.prep import prep_stack
+    from labkit.sar.discovery import find_slcs
+    from labkit.sar.slc import open_slc_checked
 
     first, *_ = [open_slc_checked(p) for p in find_slcs(src)]  # every date must open
     rows_looks, cols_looks = REAL_LOOKS

@@ -77,7 +77,7 @@ def tile_choices(preset: str) -> list[int]:
 def default_tile(preset: str, sizes: Sequence[int]) -> int:
     """The preset's own tile side (px) when offered, else the first of ``sizes``."""
     try:
-        from labkit.synth import PRESETS
+        from labkit.sar.synth import PRESETS
 
         side = PRESETS[preset].tile
     except (ImportError, KeyError, AttributeError):
@@ -228,7 +228,7 @@ class RunController:
     Parameters
     ----------
     preset : str
-        Synthetic preset (see :data:`labkit.synth.PRESETS`); tiles are prepared on demand.
+        Synthetic preset (see :data:`labkit.sar.synth.PRESETS`); tiles are prepared on demand.
     root : path, optional
         Data folder (default :func:`labkit.paths.data_dir`).
     csv : path, bool or None
@@ -440,7 +440,7 @@ class MpiController(RunController):
 class PrepController:
     """Tile preparation for :class:`labkit.ui.PrepPanel`, timed every time.
 
-    Run synthesizes the preset's SLC stack if missing (:func:`labkit.synth.write_stack`),
+    Run synthesizes the preset's SLC stack if missing (:func:`labkit.sar.synth.write_stack`),
     then prepares the tiles again, to time it (:func:`labkit.prep.prep_stack`, crop
     ``T,T,0,0``, the preset's looks), into the folder :func:`labkit.prep.ensure_tiles`
     uses, ``<root>/<preset>/intens_<T>x<T>``.
@@ -476,8 +476,9 @@ class PrepController:
         -------
         labkit.prep.PrepSummary
         """
-        from labkit import prep, synth
+        from labkit import prep
         from labkit.paths import data_dir
+        from labkit.sar import synth
 
         step = progress or (lambda _done, _total: None)
         step(0, 2)

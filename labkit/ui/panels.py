@@ -49,7 +49,7 @@ class ControlPanel(Panel):
     Parameters
     ----------
     preset : str, default "seed"
-        Synthetic preset (see :data:`labkit.synth.PRESETS`); tiles are prepared on demand.
+        Synthetic preset (see :data:`labkit.sar.synth.PRESETS`); tiles are prepared on demand.
     backends : sequence of str, default sequential, multiprocessing, mem, threads
         Choices of the backend dropdown (names from :data:`labkit.backends.BACKENDS`).
     backend : str, optional

@@ -1,8 +1,6 @@
-"""ISCE2 stripmapStack SLC files: ``DATE/DATE.slc`` (raw complex64, little-endian, BIP)
-with a GDAL ``.slc.vrt`` (VRTRawRasterBand) and an ISCE ``.slc.xml`` sidecar.
-
-Writers live here (used by ``labkit synth`` and the tests); the readers that find and
-validate SLCs for prep live here too.
+"""One SLC file, checked before anything is read: what GDAL will read (size, sample type,
+the raw files behind a header, the sources of a mosaic) and, for plain little-endian
+complex64 lines, where prep can ``pread`` them without GDAL.
 """
 
 from __future__ import annotations
@@ -16,161 +14,38 @@ from pathlib import Path
 import numpy as np
 
 from labkit.errors import LabError
-from labkit.io import TILE_SUFFIX, date_from_name
+from labkit.io import date_from_name
+from labkit.sar.isce import isce_props
 
 __all__ = [
-    "SLC_PATTERNS",
+    "ENVI_RANK",
+    "RAW_SUFFIXES",
+    "SUFFIX_RANK",
+    "VRT_SUFFIXES",
     "RawLayout",
     "SlcInfo",
-    "find_slcs",
+    "envi_data",
     "gdal_message",
     "open_slc_checked",
-    "write_isce_headers",
-    "write_isce_slc",
+    "slc_suffix",
+    "source_file",
 ]
 
-_VRT = """<VRTDataset rasterXSize="{width}" rasterYSize="{length}">
-    <VRTRasterBand dataType="CFloat32" band="1" subClass="VRTRawRasterBand">
-        <SourceFilename relativeToVRT="1">{name}</SourceFilename>
-        <ByteOrder>LSB</ByteOrder>
-        <ImageOffset>0</ImageOffset>
-        <PixelOffset>8</PixelOffset>
-        <LineOffset>{line_offset}</LineOffset>
-    </VRTRasterBand>
-</VRTDataset>
-"""
-
-_COORD = """    <component name="{cname}">
-        <factorymodule>isceobj.Image</factorymodule>
-        <factoryname>createCoordinate</factoryname>
-        <doc>{doc}</doc>
-        <property name="delta">
-            <value>1.0</value>
-            <doc>Coordinate quantization.</doc>
-        </property>
-        <property name="endingvalue">
-            <value>{size}.0</value>
-            <doc>Ending value of the coordinate.</doc>
-        </property>
-        <property name="family">
-            <value>imagecoordinate</value>
-            <doc>Instance family name</doc>
-        </property>
-        <property name="name">
-            <value>imagecoordinate_name</value>
-            <doc>Instance name</doc>
-        </property>
-        <property name="size">
-            <value>{size}</value>
-            <doc>Coordinate size.</doc>
-        </property>
-        <property name="startingvalue">
-            <value>0.0</value>
-            <doc>Starting value of the coordinate.</doc>
-        </property>
-    </component>
-"""
-
-
-def _prop(name: str, value: object, doc: str) -> str:
-    return (
-        f'    <property name="{name}">\n        <value>{value}</value>\n'
-        f"        <doc>{doc}</doc>\n    </property>\n"
-    )
-
-
-def _xml(name: str, width: int, length: int) -> str:
-    return (
-        "<imageFile>\n"
-        + _prop("access_mode", "read", "Image access mode.")
-        + _prop("byte_order", "l", "Endianness of the image.")
-        + _prop("data_type", "CFLOAT", "Image data type.")
-        + _prop("extra_file_name", f"{name}.vrt", "For example name of vrt metadata.")
-        + _prop("family", "image", "Instance family name")
-        + _prop("file_name", name, "Name of the image file.")
-        + _prop("image_type", "slc", "Image type used for displaying.")
-        + _prop("length", length, "Image length")
-        + _prop("name", "image_name", "Instance name")
-        + _prop("number_bands", 1, "Number of image bands.")
-        + _prop("scheme", "BIP", "Interleaving scheme of the image.")
-        + _prop("width", width, "Image width")
-        + _prop("xmax", width, "Maximum range value")
-        + _prop("xmin", 0, "Minimum range value")
-        + _COORD.format(cname="coordinate1", doc="First coordinate of a 2D image (width).",
-                        size=width)
-        + _COORD.format(cname="coordinate2", doc="Second coordinate of a 2D image (length).",
-                        size=length)
-        + "</imageFile>\n"
-    )
-
-
-def write_isce_headers(slc_path: str | os.PathLike[str], width: int, length: int) -> None:
-    """Write ``<slc>.vrt`` and ``<slc>.xml`` beside a raw complex64 SLC file.
-
-    Parameters
-    ----------
-    slc_path : path
-        The raw ``DATE.slc`` file (may not exist yet).
-    width, length : int
-        Samples per line and number of lines.
-    """
-    p = Path(slc_path)
-    (p.parent / f"{p.name}.vrt").write_text(
-        _VRT.format(width=width, length=length, name=p.name, line_offset=8 * width)
-    )
-    (p.parent / f"{p.name}.xml").write_text(_xml(p.name, width, length))
-
-
-def write_isce_slc(dest: str | os.PathLike[str], date: str, slc: np.ndarray) -> Path:
-    """Write one date as ISCE2 does: ``dest/DATE/DATE.slc`` + ``.slc.vrt`` + ``.slc.xml``.
-
-    Parameters
-    ----------
-    dest : path
-        Stack folder.
-    date : str
-        ``YYYYMMDD``.
-    slc : (lines, samples) complex array
-        Stored as little-endian complex64.
-
-    Returns
-    -------
-    Path
-        The raw ``.slc`` file.
-    """
-    folder = Path(dest) / date
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{date}.slc"
-    np.asarray(slc, dtype="<c8").tofile(path)
-    write_isce_headers(path, slc.shape[1], slc.shape[0])
-    return path
-
-
-# --------------------------------------------------------------------------------------
-# Readers: find the SLCs of a stack and validate them before anything is written.
-# --------------------------------------------------------------------------------------
-
-# SLC files searched for in SRC and every folder under it, best first for one date: ISCE2
-# VRT (stripmapStack .slc.vrt, topsStack .slc.full.vrt), raw ISCE2 SLC (+ .xml, GDAL's
-# ISCE driver, or an ENVI .hdr), ENVI data named by its .hdr, any GDAL VRT or GeoTIFF
-SLC_PATTERNS = ("*.slc.vrt", "*.slc", "*.slc.full.vrt", "*.slc.full", "*.vrt", "*.tif",
-                "*.tiff", "ENVI data beside a *.hdr")
-_RANK = {".slc.vrt": 0, ".slc.full.vrt": 0, ".slc": 1, ".slc.full": 1, ".vrt": 2,
+SUFFIX_RANK = {".slc.vrt": 0, ".slc.full.vrt": 0, ".slc": 1, ".slc.full": 1, ".vrt": 2,
          ".tif": 3, ".tiff": 3}
-_ENVI_RANK = 2  # an ENVI data file found through its .hdr (any extension)
-_RAW = (".slc", ".slc.full")  # raw ISCE2 SLCs: read with their .xml (or an ENVI .hdr)
-_VRT_SUFFIXES = (".slc.vrt", ".slc.full.vrt", ".vrt")
+
+ENVI_RANK = 2  # an ENVI data file found through its .hdr (any extension)
+
+RAW_SUFFIXES = (".slc", ".slc.full")  # raw ISCE2 SLCs: read with their .xml (or an ENVI .hdr)
+
+VRT_SUFFIXES = (".slc.vrt", ".slc.full.vrt", ".vrt")
+
 _ISCE_BYTES = {"CSHORT": 4, "CINT": 8, "CFLOAT": 8, "CDOUBLE": 16}  # bytes per sample
+
 # bytes per sample of each GDAL data type (VRT dataType names)
 _GDAL_BYTES = {"Byte": 1, "Int8": 1, "UInt16": 2, "Int16": 2, "Float16": 2, "UInt32": 4,
                "Int32": 4, "Float32": 4, "UInt64": 8, "Int64": 8, "Float64": 8,
                "CInt16": 4, "CFloat16": 4, "CInt32": 8, "CFloat32": 8, "CFloat64": 16}
-# ISCE2 products that are not SLCs (interferograms, coherence, offsets, masks ...), and
-# date pairs (20200101_20200113): skipped when a generic *.vrt/*.tif/ENVI name has them
-_NOT_SLC = (".int", ".unw", ".cor", ".amp", ".off", ".rdr", ".msk", ".conncomp", ".ccp",
-            ".cov", ".flat", ".filt")
-_PAIR_RE = re.compile(r"(?<!\d)\d{8}[_-]\d{8}(?!\d)")
-_MAX_DEPTH = 8  # folders below SRC that are searched (topsStack's merged/SLC/DATE is 3)
 
 
 @dataclass(frozen=True)
@@ -241,9 +116,9 @@ def _itemsize(dtype: str) -> int:
     return {"complex_int16": 4}.get(dtype) or np.dtype(dtype).itemsize
 
 
-def _suffix(name: str) -> str | None:
+def slc_suffix(name: str) -> str | None:
     low = name.lower()
-    for suffix in sorted(_RANK, key=len, reverse=True):
+    for suffix in sorted(SUFFIX_RANK, key=len, reverse=True):
         if low.endswith(suffix):
             return suffix
     return None
@@ -257,7 +132,7 @@ def _is_envi_header(hdr: Path) -> bool:
         return False
 
 
-def _envi_data(hdr: Path) -> Path | None:
+def envi_data(hdr: Path) -> Path | None:
     """The data file GDAL's ENVI driver pairs with ``hdr`` (``X.hdr`` → ``X`` or ``X.ext``;
     ``X.ext.hdr`` → ``X.ext``), or None."""
     if not _is_envi_header(hdr):
@@ -282,196 +157,6 @@ def _envi_header(data: Path) -> Path | None:
 def _glob_escape(name: str) -> str:
     """``name`` with the glob characters ``*?[`` escaped."""
     return re.sub(r"([*?\[])", r"[\1]", name)
-
-
-def _walk(root: Path):  # -> Iterator[Path]: the files under root, hidden folders skipped
-    seen: set[tuple[int, int]] = set()
-    todo = [(root, 0)]
-    while todo:
-        folder, depth = todo.pop()
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError as exc:
-            raise LabError(f"SLC folder {folder} is not readable ({exc.strerror}): fix its "
-                           f"permissions or move it out of {root}") from None
-        for e in entries:
-            if e.name.startswith("."):
-                continue
-            try:
-                is_dir = e.is_dir()
-            except OSError:
-                is_dir = False
-            if not is_dir:
-                yield Path(e.path)
-                continue
-            if depth >= _MAX_DEPTH:
-                continue
-            st = e.stat()
-            if (st.st_dev, st.st_ino) not in seen:  # symlinked folders: no loops
-                seen.add((st.st_dev, st.st_ino))
-                todo.append((Path(e.path), depth + 1))
-
-
-def _candidate(f: Path) -> tuple[Path, int] | None:
-    """``(SLC file, rank)`` if ``f`` names an SLC (an ENVI ``.hdr`` names its data), else
-    None. Undated names are returned too (the caller sorts them out)."""
-    name = f.name
-    low = name.lower()
-    if name.endswith(TILE_SUFFIX):  # prep's own outputs are never input
-        return None
-    if low.endswith(".hdr"):
-        data = _envi_data(f)
-        if data is None or _suffix(data.name) in _RAW:  # raw .slc: found by its own name
-            return None
-        generic = True
-        f, rank = data, _ENVI_RANK
-    else:
-        suffix = _suffix(name)
-        if suffix is None:
-            return None
-        if not f.is_file() and not f.is_symlink():
-            return None
-        rank = _RANK[suffix]
-        generic = rank >= 2
-    if generic:
-        base = f.name.lower()
-        for ext in (".vrt", ".tif", ".tiff"):
-            base = base.removesuffix(ext)
-        if base.endswith(_NOT_SLC) or _PAIR_RE.search(f.name):
-            return None
-    return f, rank
-
-
-def _stack_folder(f: Path, date: str, root: Path) -> Path:
-    """The folder that holds a stack: the parent of ``DATE/`` folders (ISCE2's
-    ``Coarse/DATE/DATE.slc``), else the folder of the file (a flat folder)."""
-    parent = f.parent
-    if parent != root:
-        try:
-            if date_from_name(parent) == date:
-                return parent.parent
-        except LabError:
-            pass
-    return parent
-
-
-def find_slcs(src: str | os.PathLike[str]) -> list[Path]:
-    """The SLC files of a stack, one per date, sorted by date.
-
-    ``src`` and every folder under it are searched (hidden folders skipped), so ``src``
-    may be a flat folder of ``*.slc.vrt`` (symlinks allowed, as the course's
-    ``SLC_FINE_LOCAL``), an ISCE2 stripmapStack ``coregSLC/Coarse`` (``DATE/DATE.slc`` +
-    ``.slc.vrt``, ``.slc.xml``), a topsStack ``merged/SLC`` (``DATE/DATE.slc.full``), the
-    root of such a project, raw ``*.slc`` with their ``.xml``, ENVI files with their
-    ``.hdr``, or any GDAL raster ``*.vrt``/``*.tif``/``*.tiff`` whose name holds a date.
-    The date is the first ``YYYYMMDD`` in the file name. When a date has both
-    ``DATE.slc.vrt`` and ``DATE.slc``, the VRT is used. Files without a date (``burst_01
-    .slc.vrt``, ``truth/sigma0.tif``), ISCE2 products that are not SLCs (``*.int``,
-    ``*.cor`` ..., date pairs) and prep's own ``*_int_crop.tif`` tiles are ignored.
-
-    A stack is the set of SLCs in one folder, or in the ``DATE/`` folders of one folder.
-    When ``src`` holds more than one (stripmapStack's ``coregSLC/Coarse`` and
-    ``coregSLC/Fine``, or the uncoregistered ``SLC/``), nothing is guessed: the error
-    lists them with their date counts.
-
-    Raises
-    ------
-    LabError
-        ``src`` missing, not a folder or empty; no SLCs found (naming the patterns
-        tried); several stacks under ``src``; two different files for one date.
-    """
-    root = Path(src)
-    if not root.exists():
-        raise LabError(f"SLC folder {root} does not exist: give the folder that holds the SLCs")
-    if not root.is_dir():
-        raise LabError(f"{root} is a file: give the folder that holds the SLCs")
-    if not os.access(root, os.R_OK | os.X_OK):
-        raise LabError(f"SLC folder {root} is not readable")
-    if not any(root.iterdir()):
-        raise LabError(f"SLC folder {root} is empty: expected *.slc.vrt or DATE/DATE.slc files")
-
-    # stack folder -> date -> {resolved file: (rank, path as found)}
-    stacks: dict[Path, dict[str, dict[Path, tuple[int, Path]]]] = {}
-    undated: list[Path] = []
-    for entry in _walk(root):
-        cand = _candidate(entry)
-        if cand is None:
-            continue
-        f, rank = cand
-        try:
-            date = date_from_name(f)
-        except LabError:
-            if rank < 2:
-                undated.append(f)
-            continue
-        key = f.resolve() if f.exists() else f
-        dates = stacks.setdefault(_stack_folder(f, date, root), {})
-        dates.setdefault(date, {}).setdefault(key, (rank, f))
-
-    # the files a dated VRT reads (its raw .slc, the tiles of a mosaic) are part of it
-    read_by_vrt = {src.resolve() for dates in stacks.values() for files in dates.values()
-                   for _, f in files.values() if _suffix(f.name) in _VRT_SUFFIXES
-                   for src in _vrt_sources(f)}
-    for folder in list(stacks):
-        dates = stacks[folder]
-        for date in list(dates):
-            dates[date] = {k: v for k, v in dates[date].items() if k not in read_by_vrt}
-            if not dates[date]:
-                del dates[date]
-        if not dates:
-            del stacks[folder]
-
-    if not stacks:
-        tried = ", ".join(SLC_PATTERNS)
-        hint = ""
-        if undated:
-            hint = (f"; {len(undated)} SLC file(s) have no date in the name, e.g. "
-                    f"{undated[0].relative_to(root)}: name them DATE.slc... or pass the "
-                    "folder of the coregistered, dated SLCs")
-        raise LabError(
-            f"no SLCs in {root}: tried {tried} in it and its sub-folders "
-            f"(file names must hold a YYYYMMDD date){hint}"
-        )
-    if len(stacks) > 1:
-        listed = ", ".join(
-            f"{_rel(folder, root)} ({len(dates)} date{'s' if len(dates) != 1 else ''})"
-            for folder, dates in sorted(stacks.items())
-        )
-        raise LabError(
-            f"{root} holds {len(stacks)} SLC stacks: {listed}; pass one of these folders as "
-            "SRC (ISCE2's coregSLC/Coarse and Fine hold the secondary dates only)"
-        )
-
-    (found,) = stacks.values()
-    out = []
-    for date in sorted(found):
-        files = [f for _, f in sorted(found[date].values(), key=lambda rf: (rf[0], rf[1]))]
-        # DATE.slc beside DATE.slc.vrt (or .slc.full beside .slc.full.vrt) are one SLC
-        best = files[0]
-        others = [
-            f for f in files[1:]
-            if not (f.parent == best.parent and f.name.lower() + ".vrt" == best.name.lower())
-        ]
-        if others:
-            names = ", ".join(str(f) for f in [best, *others])
-            raise LabError(f"two SLCs for date {date}: {names}; keep one file per date")
-        out.append(best)
-    return out
-
-
-def _vrt_sources(vrt: Path) -> list[Path]:
-    """The local files a VRT reads (nothing if it cannot be parsed: reported later)."""
-    try:
-        root = ET.parse(vrt).getroot()
-    except (ET.ParseError, OSError):
-        return []
-    found = (_source_file(vrt, e) for e in root.iter("SourceFilename"))
-    return [f for f in found if f is not None and f.exists()]
-
-
-def _rel(folder: Path, root: Path) -> str:
-    rel = os.path.relpath(folder, root)
-    return str(root) if rel == "." else rel
 
 
 def _int_text(elem: ET.Element | None, default: int | None = None) -> int | None:
@@ -499,13 +184,12 @@ def _raw_need(offset: int, pixel: int, line: int, lines: int, samples: int,
     no padding is needed after the last line)."""
     return (offset + max(line, 0) * (lines - 1) + max(pixel, 0) * (samples - 1) + nbytes)
 
-
 # GDAL connection strings that name a file inside: HDF5:"f.h5"://path, NETCDF:"f.nc":var
 _SUBDATASET_RE = re.compile(r'^(?:HDF5|HDF4_SDS|HDF4_EOS|NETCDF|NITF_IM|GTIFF_DIR):'
                             r'(?:"([^"]+)"|([^:]+))', re.IGNORECASE)
 
 
-def _source_file(vrt: Path, elem: ET.Element) -> Path | None:
+def source_file(vrt: Path, elem: ET.Element) -> Path | None:
     """The file a VRT ``SourceFilename`` names, or None when it is not a local file that
     can be checked (``/vsi…`` paths, URLs)."""
     name = (elem.text or "").strip()
@@ -529,7 +213,7 @@ def _check_sources(path: Path, root: ET.Element) -> None:
     for elem in root.iter():
         if not elem.tag.endswith("Source") or elem.find("SourceFilename") is None:
             continue
-        src = _source_file(path, elem.find("SourceFilename"))  # type: ignore[arg-type]
+        src = source_file(path, elem.find("SourceFilename"))  # type: ignore[arg-type]
         if src is None:
             continue
         if not src.exists():
@@ -572,7 +256,7 @@ def _check_vrt(path: Path) -> tuple[Path | None, tuple[int, int, RawLayout] | No
         src = band.find("SourceFilename")
         if src is None or not (src.text or "").strip():
             raise LabError(f"VRT {path} has no SourceFilename: expected the raw .slc file name")
-        raw = _source_file(path, src)
+        raw = source_file(path, src)
         if raw is None:
             continue
         if not raw.is_file():
@@ -603,25 +287,13 @@ def _check_vrt(path: Path) -> tuple[Path | None, tuple[int, int, RawLayout] | No
     return raw_file, layout
 
 
-def _isce_props(xml: Path) -> dict[str, str]:
-    """The ``<property name=...><value>`` pairs of an ISCE ``.xml`` header (lower-case names)."""
-    try:
-        root = ET.parse(xml).getroot()
-    except (ET.ParseError, OSError) as exc:
-        raise LabError(f"{xml} is not a readable ISCE XML header: {exc}") from None
-    return {
-        p.get("name", "").lower(): (p.findtext("value") or "").strip()
-        for p in root.findall("property")
-    }
-
-
 def _check_xml_agrees(vrt: Path, xml: Path, lines: int, samples: int) -> None:
     """Refuse an ISCE ``.xml`` beside a VRT that gives another size (which one is right?).
 
     An unreadable ``.xml`` is ignored: GDAL reads the VRT, not the ``.xml``.
     """
     try:
-        props = _isce_props(xml)
+        props = isce_props(xml)
         length, width = (int(float(props[k])) for k in ("length", "width"))
     except (LabError, KeyError, ValueError):
         return
@@ -629,7 +301,7 @@ def _check_xml_agrees(vrt: Path, xml: Path, lines: int, samples: int) -> None:
         raise LabError(
             f"{xml.name} says {length}x{width} (lines x samples) but {vrt.name} says "
             f"{lines}x{samples}: the headers disagree; re-create them "
-            f"(labkit.isce.write_isce_headers) or remove the wrong one"
+            f"(labkit.sar.isce.write_isce_headers) or remove the wrong one"
         )
 
 
@@ -645,7 +317,7 @@ def _check_isce_xml(path: Path) -> tuple[int, int, RawLayout] | None:
             f"raw SLC {path} has no header: expected {xml.name} (ISCE), {path.name}.vrt or "
             "an ENVI .hdr beside it"
         )
-    props = _isce_props(xml)
+    props = isce_props(xml)
     try:
         width, length = int(props["width"]), int(props["length"])
         bands = int(props.get("number_bands", "1") or 1)
@@ -718,10 +390,10 @@ def open_slc_checked(path: str | os.PathLike[str]) -> SlcInfo:
         raise LabError(f"SLC {p} does not exist")
     raw: Path | None = None
     plain: tuple[int, int, RawLayout] | None = None
-    suffix = _suffix(p.name)
-    if suffix in _VRT_SUFFIXES:
+    suffix = slc_suffix(p.name)
+    if suffix in VRT_SUFFIXES:
         raw, plain = _check_vrt(p)
-    elif suffix in _RAW:
+    elif suffix in RAW_SUFFIXES:
         plain = _check_isce_xml(p)
         raw = p
     if plain is not None:  # plain complex64 lines: the header says all GDAL would
