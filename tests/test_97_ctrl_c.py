@@ -92,7 +92,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
     for k in range(6):
         write_geotiff(root / "small" / f"202403{k + 1:02d}_int_crop.tif",
                       rng.random((512, 512), dtype=np.float32))
-    from labkit import backends, synth
+    from labkit import backends
+    from labkit.sar import synth
 
     ref = backends.compute("sequential", root / "tiles")
     synth.write_stack(root / "slc", "tiny", dates=SLC_DATES, size=(SLC_SIZE, SLC_SIZE),
