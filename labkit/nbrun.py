@@ -114,9 +114,17 @@ def execute_notebook(
         nb, timeout=timeout, kernel_name=kernel_name,
         resources={"metadata": {"path": str(workdir)}},
         extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no TCP-transport warning
+        shutdown_kernel="immediate",  # the outputs are in: no polite wait for the kernel
     )
     try:
-        client.execute()
+        try:
+            client.execute()
+        except BaseException:
+            # while it runs, nbclient takes SIGINT itself: it stops the kernel, and the run
+            # ends with whatever its cancelled tasks raised (CancelledError, AssertionError)
+            if getattr(client, "_async_cleanup_kernel_future", None) is not None:
+                raise KeyboardInterrupt from None
+            raise
     except CellTimeoutError:
         raise LabError(f"{src.name}: a cell ran longer than {timeout} s") from None
     except CellExecutionError as exc:
