@@ -47,13 +47,11 @@ import contextlib  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 
 from labkit import interrupts  # noqa: E402
+from labkit.backends.registry import BACKENDS  # noqa: E402
 from labkit.errors import Interrupted, LabError  # noqa: E402
 
 __all__ = ["build_parser", "main", "run"]
 
-BACKEND_NAMES = ("sequential", "multiprocessing", "mem", "threads", "mpi")
-STRATEGIES = ("per-file", "partitioned")
-SPLITS = ("dates", "rows")
 
 
 def _say(line: str) -> None:
@@ -162,13 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", type=positive_int, default=1, help="dates prepared in parallel")
 
     s = sub.add_parser("run", help="temporal mean and std of a tile stack with one backend")
-    s.add_argument("backend", help=" | ".join(BACKEND_NAMES))
+    s.add_argument("backend", help=" | ".join(BACKENDS))
     s.add_argument("src", help="folder of YYYYMMDD_int_crop.tif tiles")
     s.add_argument("mean", help="output mean GeoTIFF")
     s.add_argument("std", help="output std GeoTIFF")
     s.add_argument("--workers", type=positive_int, default=None, help="processes/threads/ranks")
-    s.add_argument("--strategy", help="multiprocessing: " + " | ".join(STRATEGIES))
-    s.add_argument("--split", help="mpi: " + " | ".join(SPLITS))
+    for name, (_, strategies, splits) in BACKENDS.items():
+        if strategies:
+            s.add_argument("--strategy", help=f"{name}: " + " | ".join(strategies))
+        if splits:
+            s.add_argument("--split", help=f"{name}: " + " | ".join(splits))
     s.add_argument("--block-rows", type=positive_int, default=None, help="rows per block")
     s.add_argument("--ddof", type=non_negative_int, default=0, help="0 population, 1 sample")
     s.add_argument("--min-count", type=positive_int, default=None, help="NaN-aware: min dates")
@@ -209,26 +210,140 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# command -> "module:function(args) -> int | None"; imported only when that command runs.
-HANDLERS = {
-    "synth": "labkit.sar.synth:cli_main",
-    "prep": "labkit.prep:cli_main",
-    "data": "labkit.prep:cli_data",
-    "run": "labkit.backends:cli_run",
-    "verify": "labkit.backends:cli_verify",
-    "info": "labkit.sysinfo:cli_info",
-    "bench": "labkit.bench:cli_main",
-    "plot": "labkit.plots:cli_main",
-    "report": "labkit.report:cli_main",
-}
+# -- command handlers: each imports what it needs, so `labkit run` starts fast ---------------
+
+
+def _synth(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from labkit.sar import synth
+
+    t0 = time.perf_counter()
+    try:
+        summary = synth.synthesize(args.dest, args.preset, dates=args.dates, size=args.size,
+                                   seed=args.seed, progress=sys.stderr.isatty())
+    except KeyboardInterrupt:
+        if (Path(args.dest) / synth.PENDING).is_file():
+            raise Interrupted("synth stopped by Ctrl-C; finished dates kept, no partial "
+                              "date: the same command resumes") from None
+        raise Interrupted("synth stopped by Ctrl-C, nothing written") from None
+    if summary.wrote:
+        print(f"wrote {summary.dest} ({summary.description}) in "
+              f"{time.perf_counter() - t0:.1f} s")
+    else:
+        print(f"{summary.dest} already holds this stack ({summary.description}): nothing to do")
+    return 0
+
+
+def _prep(args: argparse.Namespace) -> int:
+    from labkit.prep import describe, empty_warning, prep_stack
+
+    summary = prep_stack(args.src, args.dest, args.crop, args.looks, jobs=args.jobs,
+                         progress=sys.stderr.isatty())
+    print(describe(summary, args.dest))
+    warning = empty_warning(summary)
+    if warning:
+        print(warning, file=sys.stderr)
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from labkit.prep import ensure_tiles
+
+    print(ensure_tiles(args.preset, root=args.root, jobs=args.jobs,
+                       progress=sys.stderr.isatty()))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from labkit.backends import default_workers, run, summary_line
+    from labkit.backends.registry import resolve
+    from labkit.io import open_stack
+    from labkit.stats import one_shot_kernel
+
+    backend, strategy, split = resolve(args.backend, args.strategy, args.split)
+    stack = open_stack(args.src)
+    one_shot_kernel(stack.nbytes)  # NumPy unless the stack repays loading Numba (same bits)
+    result = run(backend, stack, args.mean, args.std,
+                 workers=args.workers or default_workers(backend), strategy=strategy,
+                 split=split, block_rows=args.block_rows, ddof=args.ddof,
+                 min_count=args.min_count)
+    if result.meta.get("rank", 0) == 0 and not args.quiet:
+        print(summary_line(result, (args.mean, args.std)), flush=True)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from labkit.compare import compare_files
+
+    comparison = compare_files(args.a, args.b, args.tol, args.rtol or 0.0)
+    print(comparison.line())
+    return 0 if comparison.ok else 1
+
+
+def _info(args: argparse.Namespace) -> int:
+    from labkit.sysinfo import system_info
+
+    info = system_info()
+    width = max(map(len, info))
+    for k, v in info.items():
+        if k == "threads_env":
+            v = " ".join(p for p in v.split(";") if not p.endswith("=")) or "(none set)"
+        print(f"{k:<{width}}  {v if v != '' else '-'}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from labkit.bench import format_table, run_bench, summarize
+
+    rows = run_bench(args.src, backends=args.backends, workers=args.workers,
+                     repeat=args.repeat, warmup=args.warmup, csv_path=args.csv,
+                     process=args.process, label="")
+    print(format_table(summarize(rows)))
+    print(f"rows appended to {args.csv}; course table in "
+          f"{Path(args.csv).with_name('tiempos.tsv')}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from labkit.plots import plot_all
+
+    if args.maps_slc and not args.maps_tiles:
+        raise LabError("--maps-slc needs --maps-tiles (the intensity tiles of that stack)")
+    for path in plot_all(args.csv, args.out, maps_tiles=args.maps_tiles,
+                         maps_slc=args.maps_slc):
+        print(path)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from labkit.config import ENV_REPORT_DATA
+    from labkit.report import build_report, find_data, full_report
+
+    if args.full:
+        data = args.data or os.environ.get(ENV_REPORT_DATA) or None
+        res = full_report(args.preset, quick=args.quick, data=data)
+        print(f"informe: {res['reports'][0]}")
+        print(f"informe (es): {res['reports'][1]}")
+        print(f"benchmarks: {res['csv']}; figures: {res['figures']}; executed notebooks: "
+              f"{res['reports'][0].parent / 'notebooks'} ({res['seconds']:.3g} s)")
+        return 0
+    tiles, slc = find_data(args.preset) if args.preset else (None, None)
+    out = build_report(args.csv, lang=args.lang, out=args.out, preset=args.preset,
+                       tiles=tiles, slc=slc)
+    print(f"informe: {out}")
+    return 0
+
+
+HANDLERS = {"synth": _synth, "prep": _prep, "data": _data, "run": _run, "verify": _verify,
+            "info": _info, "bench": _bench, "plot": _plot, "report": _report}
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    import importlib
-
-    module, func = HANDLERS[args.command].split(":")
-    handler = getattr(importlib.import_module(module), func)
-    return int(handler(args) or 0)
+    return int(HANDLERS[args.command](args) or 0)
 
 
 def _interrupted(why: str) -> int:

@@ -29,7 +29,6 @@ __all__ = [
     "amdahl",
     "amplitude_dispersion",
     "caption",
-    "cli_main",
     "fit_amdahl",
     "fit_time_model",
     "plot_all",
@@ -642,14 +641,3 @@ def plot_all(csv_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     if maps_tiles:
         written.append(plot_maps(maps_tiles, maps_slc, out / "maps.png"))
     return written
-
-
-def cli_main(args: Any) -> int:
-    """``labkit plot CSV --out DIR [--maps-tiles DIR [--maps-slc DIR]]``."""
-    tiles = getattr(args, "maps_tiles", None)
-    slc = getattr(args, "maps_slc", None)
-    if slc and not tiles:
-        raise LabError("--maps-slc needs --maps-tiles (the intensity tiles of that stack)")
-    for p in plot_all(args.csv, args.out, maps_tiles=tiles, maps_slc=slc):
-        print(p)
-    return 0

@@ -12,11 +12,10 @@ import platform
 import socket
 import subprocess
 import sys
-from argparse import Namespace
 from importlib import metadata
 from typing import Any
 
-__all__ = ["INFO_KEYS", "THREAD_ENV_VARS", "cli_info", "mpi_library_version", "system_info"]
+__all__ = ["INFO_KEYS", "THREAD_ENV_VARS", "mpi_library_version", "system_info"]
 
 INFO_KEYS = ("host", "os", "python", "cpu_model", "cores_physical", "cores_logical",
              "mem_total_gib", "mem_available_gib", "mpi_library", "numpy", "rasterio", "gdal",
@@ -135,14 +134,3 @@ def system_info() -> dict[str, Any]:
         "threadpools": _threadpools(),
     }
     return info
-
-
-def cli_info(args: Namespace | None = None) -> int:
-    """``labkit info``: print :func:`system_info` as aligned ``key: value`` lines."""
-    info = system_info()
-    width = max(map(len, info))
-    for k, v in info.items():
-        if k == "threads_env":
-            v = " ".join(p for p in v.split(";") if not p.endswith("=")) or "(none set)"
-        print(f"{k:<{width}}  {v if v != '' else '-'}")
-    return 0

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from labkit.backends.registry import BACKENDS, resolve
 from labkit.errors import LabError
 from labkit.io import TileStack, open_stack, write_geotiffs
 
@@ -26,22 +27,14 @@ __all__ = [
     "IO_BLOCK_ROWS",
     "PHASES",
     "Result",
-    "cli_run",
-    "cli_verify",
     "compute",
+    "default_workers",
     "io_block_rows",
     "make_pool",
     "run",
+    "summary_line",
 ]
 
-# name -> (module, valid strategies, valid splits); the first of each is the default.
-BACKENDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
-    "sequential": ("labkit.backends.sequential", (), ()),
-    "multiprocessing": ("labkit.backends.multiproc", ("partitioned", "per-file"), ()),
-    "mem": ("labkit.backends.mem", (), ()),
-    "threads": ("labkit.backends.threads", (), ()),
-    "mpi": ("labkit.backends.mpi", (), ("rows", "dates")),
-}
 PHASES = ("read", "compute", "merge", "write")  # seconds; "merge" = merge/communicate
 IO_BLOCK_ROWS = 256  # most rows read per date per block by the streaming backends
 IO_BLOCK_BYTES = 6 * 2**20  # bytes of one block (every date): two of them stay in the L3
@@ -77,22 +70,6 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     bytes_read: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-def resolve(backend: str, strategy: str | None = None, split: str | None = None
-            ) -> tuple[str, str | None, str | None]:
-    """Check backend/strategy/split names; return them with defaults filled in."""
-    if backend not in BACKENDS:
-        raise LabError(f"unknown backend {backend!r}: valid are {', '.join(BACKENDS)}")
-    _, strategies, splits = BACKENDS[backend]
-    if strategy is not None and strategy not in strategies:
-        valid = ", ".join(strategies) if strategies else f"none ({backend} takes no --strategy)"
-        raise LabError(f"unknown strategy {strategy!r} for {backend}: valid are {valid}")
-    if split is not None and split not in splits:
-        valid = ", ".join(splits) if splits else f"none ({backend} takes no --split)"
-        raise LabError(f"unknown split {split!r} for {backend}: valid are {valid}")
-    return (backend, strategy or (strategies[0] if strategies else None),
-            split or (splits[0] if splits else None))
 
 
 def compute(
@@ -202,7 +179,7 @@ def make_pool(backend: str = "multiprocessing", workers: int = 2) -> Any:
     return _make_pool(backend, workers)
 
 
-def _default_workers(backend: str) -> int:
+def default_workers(backend: str) -> int:
     """Workers when ``--workers`` is not given: 1, the mpiexec size, or physical cores."""
     import os
 
@@ -224,65 +201,3 @@ def summary_line(result: Result, outputs: tuple[Any, ...] = ()) -> str:
     dest = f" -> {', '.join(map(str, outputs))}" if outputs else ""
     return (f"{name} x{m.get('workers')}: wall {t.get('wall', 0.0):.3f} s ({phases} s), "
             f"{result.bytes_read / 1e9:.3f} GB read, {gbps:.2f} GB/s{dest}")
-
-
-def cli_run(args: Any) -> int:
-    """``labkit run BACKEND SRC MEAN STD [...]``: compute, write both outputs, one summary."""
-    from labkit.stats import one_shot_kernel
-
-    backend, strategy, split = resolve(args.backend, args.strategy, args.split)
-    stack = open_stack(args.src)
-    one_shot_kernel(stack.nbytes)  # NumPy unless the stack repays loading Numba (same bits)
-    from labkit import interrupts
-
-    with interrupts.final():  # once mean and std are in place, Ctrl-C no longer stops it
-        result = run(backend, stack, args.mean, args.std,
-                     workers=args.workers or _default_workers(backend), strategy=strategy,
-                     split=split, block_rows=args.block_rows, ddof=args.ddof,
-                     min_count=args.min_count)
-    if result.meta.get("rank", 0) == 0 and not args.quiet:
-        print(summary_line(result, (args.mean, args.std)), flush=True)
-    return 0
-
-
-def cli_verify(args: Any) -> int:
-    """``labkit verify A B [--tol T] [--rtol R]``: max |Δ| and NaN agreement.
-
-    Passes when NaN positions match and every ``|a - b| ≤ tol + rtol·|b|``. Returns 0 on
-    pass, 1 on fail; bad input raises :class:`LabError` (exit 2).
-    """
-    import math
-    from pathlib import Path
-
-    from labkit.io import read_tile
-
-    tol, rtol = args.tol, 0.0 if args.rtol is None else args.rtol
-    for name, v in (("--tol", tol), ("--rtol", rtol)):
-        if not math.isfinite(v) or v < 0:
-            raise LabError(f"{name} must be a number ≥ 0, got {v}")
-    arrays = []
-    for path in (args.a, args.b):
-        if not Path(path).is_file():
-            raise LabError(f"cannot verify: file {path} does not exist")
-        arrays.append(read_tile(path).astype(np.float64))
-    a, b = arrays
-    if a.shape != b.shape:
-        raise LabError(f"cannot compare {args.a} ({a.shape[0]}x{a.shape[1]}) with {args.b} "
-                       f"({b.shape[0]}x{b.shape[1]}): sizes differ")
-    nan_a, nan_b = np.isnan(a), np.isnan(b)
-    nan_diff = int(np.count_nonzero(nan_a != nan_b))
-    both = ~nan_a & ~nan_b
-    x, y = a[both], b[both]
-    with np.errstate(invalid="ignore"):
-        diff = np.where(x == y, 0.0, np.abs(x - y))  # equal infinities differ by 0
-        rel = np.where(diff == 0, 0.0, diff / np.abs(y))
-    max_abs = float(diff.max()) if diff.size else 0.0
-    max_rel = float(rel.max()) if rel.size else 0.0
-    above = int(np.count_nonzero(~(diff <= tol + rtol * np.abs(y))))
-    ok = above == 0 and nan_diff == 0
-    nan_text = (f"NaN positions match ({int(nan_a.sum())} NaN)" if nan_diff == 0
-                else f"NaN positions differ at {nan_diff} pixels")
-    verdict = "OK" if ok else f"FAIL ({above} pixels above tolerance)" if above else "FAIL"
-    print(f"max |Δ| = {max_abs:.6g} (max relative {max_rel:.3g}) over {x.size} pixels; "
-          f"{nan_text}; tol {tol:g}, rtol {rtol:g}: {verdict}")
-    return 0 if ok else 1

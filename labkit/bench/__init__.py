@@ -12,7 +12,7 @@ One module per job:
 * :mod:`~labkit.bench.course`: the course-style script, a read-and-sum process and the
   course's ``tiempos.tsv``.
 * :mod:`~labkit.bench.summary`: medians and spread per configuration.
-* :mod:`~labkit.bench.runner`: ``labkit bench`` (:func:`run_bench`, :func:`cli_main`).
+* :mod:`~labkit.bench.runner`: ``labkit bench`` (:func:`run_bench`).
 * :mod:`~labkit.bench.files`: whole-or-nothing text files.
 
 Every public name is importable from ``labkit.bench`` itself.
@@ -41,7 +41,7 @@ from labkit.bench.process import (
     time_command,
     time_process,
 )
-from labkit.bench.runner import cli_main, parse_backends, parse_workers, run_bench
+from labkit.bench.runner import parse_backends, parse_workers, run_bench
 from labkit.bench.schema import (
     CSV_COLUMNS,
     FLOOR_BACKENDS,
@@ -61,7 +61,6 @@ __all__ = [
     "FLOOR_BACKENDS",
     "alternate",
     "append_csv",
-    "cli_main",
     "compare_prefetch",
     "course_script",
     "default_mode",

@@ -20,10 +20,10 @@ from labkit.bench.floors import measure_floors
 from labkit.bench.harness import check_counts, time_backend
 from labkit.bench.process import mpiexec_path, time_process
 from labkit.bench.schema import append_csv, machine_columns, now_iso, read_csv, row_from_result
-from labkit.bench.summary import format_table, summarize, variant_name
+from labkit.bench.summary import variant_name
 from labkit.errors import LabError
 
-__all__ = ["cli_main", "parse_backends", "parse_workers", "run_bench", "startup_of"]
+__all__ = ["parse_backends", "parse_workers", "run_bench", "startup_of"]
 
 Config = tuple[str, str | None, str | None, int]  # backend, strategy, split, workers
 _WORKERS_HINT = "must be whole numbers ≥ 1 like 1,2,4 or 1-4"
@@ -301,15 +301,3 @@ def run_bench(
         tsv = Path(tsv_path) if tsv_path else csv_file.with_name("tiempos.tsv")
         write_course_tsv(rounds.written, tsv)
     return rounds.written
-
-
-def cli_main(args: Any) -> int:
-    """``labkit bench SRC --backends LIST --workers 1,2,4 [--repeat R] [--warmup W]
-    [--csv PATH] [--process]``."""
-    rows = run_bench(args.src, backends=args.backends, workers=args.workers,
-                     repeat=args.repeat, warmup=args.warmup, csv_path=args.csv,
-                     process=args.process, label=getattr(args, "label", "") or "")
-    print(format_table(summarize(rows)))
-    print(f"rows appended to {args.csv}; course table in "
-          f"{Path(args.csv).with_name('tiempos.tsv')}")
-    return 0

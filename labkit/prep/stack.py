@@ -5,7 +5,6 @@ fault and warning about tiles that came out entirely NaN.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -25,7 +24,7 @@ from labkit.prep.readers import Crop
 from labkit.sar.discovery import find_slcs
 from labkit.sar.slc import SlcInfo, open_slc_checked
 
-__all__ = ["PrepSummary", "cli_main", "describe", "empty_warning", "prep_stack"]
+__all__ = ["PrepSummary", "describe", "empty_warning", "prep_stack"]
 
 
 @dataclass
@@ -307,14 +306,3 @@ def describe(summary: PrepSummary, dest: str | os.PathLike[str]) -> str:
         line += (f"; read {summary.bytes_read / 1e6:.1f} MB of SLC in {summary.seconds:.2f} s "
                  f"= {summary.mb_per_s:.0f} MB/s")
     return line
-
-
-def cli_main(args: argparse.Namespace) -> int:
-    """``labkit prep SRC DEST --crop W,H,R0,C0 [--looks N|AZxRG] [--jobs N]``."""
-    summary = prep_stack(args.src, args.dest, args.crop, args.looks, jobs=args.jobs,
-                         progress=sys.stderr.isatty())
-    print(describe(summary, args.dest))
-    warning = empty_warning(summary)
-    if warning:
-        print(warning, file=sys.stderr)
-    return 0

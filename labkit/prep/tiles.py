@@ -4,9 +4,7 @@ preset's stack and tiles exist (for ``make data``, the notebooks and the report)
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +15,7 @@ from labkit.prep.stack import prep_stack
 if TYPE_CHECKING:
     from labkit.sar import synth
 
-__all__ = ["cli_data", "ensure_tiles", "tile_sizes"]
+__all__ = ["ensure_tiles", "tile_sizes"]
 
 
 def _preset(preset: str) -> synth.Preset:
@@ -85,11 +83,3 @@ def ensure_tiles(
     prep_stack(slc, dest, (t, t, 0, 0), p.looks, jobs=jobs, progress=progress,
                overwrite=False)
     return dest
-
-
-def cli_data(args: argparse.Namespace) -> int:
-    """``labkit data [--preset NAME] [--root DIR] [--jobs N]``: print the tile folder."""
-    folder = ensure_tiles(args.preset, root=args.root, jobs=args.jobs,
-                          progress=sys.stderr.isatty())
-    print(folder)
-    return 0

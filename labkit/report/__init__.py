@@ -15,7 +15,7 @@ from labkit.report.display import FIGURES, display_section, make_figures
 from labkit.report.export import check_offline, export_html
 from labkit.report.facts import Facts
 from labkit.report.numbers import LANGS, fmt_s, fmt_x
-from labkit.report.pipeline import build_report, cli_main, ensure_results, full_report
+from labkit.report.pipeline import build_report, ensure_results, full_report
 from labkit.report.render import HEADINGS, SECTIONS, render_markdown, results_table, section
 from labkit.report.stacks import find_data, scaled_stack
 
@@ -28,7 +28,6 @@ __all__ = [
     "analyze",
     "build_report",
     "check_offline",
-    "cli_main",
     "display_section",
     "ensure_results",
     "export_html",

@@ -14,14 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from labkit.config import ENV_REPORT_DATA
 from labkit.errors import LabError
 from labkit.report.display import make_figures
 from labkit.report.export import export_html
 from labkit.report.numbers import LANGS, check_lang
-from labkit.report.stacks import available_backends, find_data, real_tiles, scaled_stack
+from labkit.report.stacks import available_backends, real_tiles, scaled_stack
 
-__all__ = ["NOTEBOOK", "build_report", "cli_main", "ensure_results", "full_report"]
+__all__ = ["NOTEBOOK", "build_report", "ensure_results", "full_report"]
 
 NOTEBOOK = "06_analysis.ipynb"
 INFORME_FILES = {"en": "informe.html", "es": "informe_es.html"}
@@ -291,21 +290,3 @@ def full_report(
         raise LabError(f"informe written to {reports[0]}, but {len(failed)} notebook(s) "
                        f"failed: {failed[0]}")
     return summary
-
-
-def cli_main(args: Any) -> int:
-    """``labkit report [--csv CSV] [--lang en|es] [--out HTML]`` or ``--full``."""
-    if getattr(args, "full", False):
-        data = getattr(args, "data", None) or os.environ.get(ENV_REPORT_DATA) or None
-        res = full_report(args.preset, quick=args.quick, data=data)
-        print(f"informe: {res['reports'][0]}")
-        print(f"informe (es): {res['reports'][1]}")
-        print(f"benchmarks: {res['csv']}; figures: {res['figures']}; executed notebooks: "
-              f"{res['reports'][0].parent / 'notebooks'} ({res['seconds']:.3g} s)")
-        return 0
-    preset = getattr(args, "preset", None)
-    tiles, slc = find_data(preset) if preset else (None, None)
-    out = build_report(args.csv, lang=args.lang, out=args.out, preset=preset, tiles=tiles,
-                       slc=slc)
-    print(f"informe: {out}")
-    return 0

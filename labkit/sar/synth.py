@@ -11,14 +11,12 @@ whole dates and resumes.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import json
 import os
 import shutil
 import sys
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from labkit.errors import Interrupted, LabError
+from labkit.errors import LabError
 from labkit.sar.isce import write_isce_headers
 from labkit.sar.scene import GEN_BLOCK, Scene
 
@@ -36,8 +34,9 @@ __all__ = [
     "MIN_SIZE",
     "PRESETS",
     "Preset",
-    "cli_main",
+    "SynthSummary",
     "read_manifest",
+    "synthesize",
     "write_stack",
 ]
 
@@ -306,6 +305,42 @@ def _write_truth(scene: Scene, dest: Path, manifest: dict[str, Any]) -> None:
     _write_json(truth / "change.json", manifest["change"])
 
 
+@dataclass(frozen=True)
+class SynthSummary:
+    """What :func:`synthesize` did.
+
+    Attributes
+    ----------
+    dest : Path
+        The stack folder.
+    wrote : bool
+        False when the folder already held this very stack (nothing written).
+    description : str
+        Preset, dates, size, seed and MiB of the stack, in words.
+    """
+
+    dest: Path
+    wrote: bool
+    description: str
+
+
+def synthesize(
+    dest: str | os.PathLike[str],
+    preset: str = "tiny",
+    *,
+    dates: int | None = None,
+    size: tuple[int, int] | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+) -> SynthSummary:
+    """:func:`write_stack`, telling also whether anything was written (same parameters)."""
+    dest, wrote = _write_stack(dest, preset, dates=dates, size=size, seed=seed,
+                               progress=progress)
+    m = read_manifest(dest)
+    mib = len(m["dates"]) * m["lines"] * m["samples"] * 8 / 2**20
+    return SynthSummary(dest, wrote, f"{_describe(m)}, {mib:.1f} MiB")
+
+
 def _write_stack(
     dest: str | os.PathLike[str],
     preset: str = "tiny",
@@ -315,7 +350,7 @@ def _write_stack(
     seed: int | None = None,
     progress: bool = True,
 ) -> tuple[Path, bool]:
-    """:func:`write_stack`, also telling whether anything was written."""
+    """Write the stack unless ``dest`` holds it already; (dest, whether it wrote)."""
     from tqdm import tqdm
 
     p, n, lines, samples, seed = _resolve(preset, dates, size, seed)
@@ -401,29 +436,3 @@ def write_stack(
         stack, not writable, or not enough disk space.
     """
     return _write_stack(dest, preset, dates=dates, size=size, seed=seed, progress=progress)[0]
-
-
-def cli_main(args: argparse.Namespace) -> int:
-    """``labkit synth DEST [--preset NAME] [--dates N] [--size LxS] [--seed K]``."""
-    t0 = time.perf_counter()
-    try:
-        dest, wrote = _write_stack(
-            args.dest,
-            args.preset,
-            dates=args.dates,
-            size=args.size,
-            seed=args.seed,
-            progress=sys.stderr.isatty(),
-        )
-    except KeyboardInterrupt:
-        if (Path(args.dest) / PENDING).is_file():
-            raise Interrupted("synth stopped by Ctrl-C; finished dates kept, no partial "
-                              "date: the same command resumes") from None
-        raise Interrupted("synth stopped by Ctrl-C, nothing written") from None
-    m = read_manifest(dest)
-    what = f"{_describe(m)}, {len(m['dates']) * m['lines'] * m['samples'] * 8 / 2**20:.1f} MiB"
-    if wrote:
-        print(f"wrote {dest} ({what}) in {time.perf_counter() - t0:.1f} s")
-    else:
-        print(f"{dest} already holds this stack ({what}): nothing to do")
-    return 0
