@@ -32,7 +32,7 @@ def results_dir() -> Path:
 
 
 def bench_csv() -> Path:
-    """``<home>/benchmarks/resultados.csv``: every timed run, one row each (DESIGN §7)."""
+    """``<home>/benchmarks/resultados.csv``: every timed run, one row each (columns: :mod:`labkit.bench.schema`)."""
     return home() / "benchmarks" / "resultados.csv"
 
 

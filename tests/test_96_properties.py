@@ -40,7 +40,7 @@ RTOL = 1e-6  # relative error allowed against the float64 references
 
 
 def ref_intensity(slc: np.ndarray) -> np.ndarray:
-    """float64 |S|², NaN where the sample is 0 or not finite (DESIGN §5)."""
+    """float64 |S|², NaN where the sample is 0 or not finite (the lab's no-data rule)."""
     s = slc.astype(np.complex128)
     with np.errstate(invalid="ignore", over="ignore"):
         out = s.real**2 + s.imag**2

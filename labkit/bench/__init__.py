@@ -2,7 +2,7 @@
 
 One module per job:
 
-* :mod:`~labkit.bench.schema`: the CSV columns (DESIGN §7), machine fields, appending and
+* :mod:`~labkit.bench.schema`: the CSV columns, machine fields, appending and
   reading rows.
 * :mod:`~labkit.bench.harness`: in-process timing (warm-up, repeats, alternated rounds,
   medians), result comparison, prefetch on and off.

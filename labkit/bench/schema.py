@@ -1,4 +1,4 @@
-"""The benchmark CSV (DESIGN §7): its columns, the machine fields, appending and reading.
+"""The benchmark CSV: its columns, the machine fields, appending and reading.
 
 One row per timed run (``benchmarks/resultados.csv``). Floors are rows of the same CSV
 with backend ``floor-memory`` and ``floor-read`` (:mod:`labkit.bench.floors`).

@@ -38,7 +38,7 @@ def intensity(slc: np.ndarray) -> np.ndarray:
     Returns
     -------
     float32 array, same shape
-        NaN where the sample is exactly 0 or not finite (no-data, DESIGN §5). An
+        NaN where the sample is exactly 0 or not finite (no-data). An
         intensity that underflows float32 (|S| below ~1e-22) also counts as 0.
     """
     s = np.asarray(slc)
