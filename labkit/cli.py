@@ -45,6 +45,7 @@ import argparse  # noqa: E402
 import atexit  # noqa: E402
 import contextlib  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
+from typing import NoReturn  # noqa: E402
 
 from labkit import interrupts  # noqa: E402
 from labkit.backends.registry import BACKENDS  # noqa: E402
@@ -63,7 +64,7 @@ def _say(line: str) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
         _say(f"labkit: error: {message} (see `{self.prog} --help`)")
         self.exit(2)
 

@@ -581,7 +581,7 @@ def plot_maps(tiles_dir: str | os.PathLike[str], slc_dir: str | os.PathLike[str]
     from labkit.backends import compute
 
     plt = _plt()
-    res = compute("sequential", tiles_dir)
+    res = compute("sequential", Path(tiles_dir))
     with np.errstate(invalid="ignore", divide="ignore"):
         cv = res.std / res.mean
     panels = 4 if slc_dir else 3

@@ -97,8 +97,8 @@ def course_script(src: str, mean_path: str, std_path: str) -> None:
         mean = s / n
         std = np.sqrt(np.maximum(ss / n - mean * mean, 0.0))
         profile.update(driver="GTiff", dtype="float32", count=1)
-        for path, a in ((mean_path, mean), (std_path, std)):
-            with rasterio.open(path, "w", **profile) as dst:
+        for out, a in ((mean_path, mean), (std_path, std)):
+            with rasterio.open(out, "w", **profile) as dst:
                 dst.write(a.astype(np.float32), 1)
 
 

@@ -41,7 +41,7 @@ def _pread_lines(fd: int, layout: RawLayout, line0: int, col0: int, dest: np.nda
     step = layout.line_bytes * (lines if whole else 1)
     off = layout.offset + line0 * layout.line_bytes + col0 * 8
     for k, row in enumerate(rows):
-        view = memoryview(row).cast("B")
+        view = row.data.cast("B")
         done = 0
         while done < len(view):
             try:
@@ -106,7 +106,7 @@ def block_reader(info: SlcInfo, crop: Crop, looks: Looks, nblock: int, kernel: s
 
     opened: list = []
 
-    def block(r: int) -> np.ndarray:  # read and multilook rows r .. r+nblock (any thread)
+    def gdal_block(r: int) -> np.ndarray:  # read and multilook rows r .. r+nblock (any thread)
         # GDAL_ONE_BIG_READ: raw/VRT bands read the window straight into our buffer
         with rasterio.Env(GDAL_ONE_BIG_READ="YES"):
             if getattr(local, "state", None) is None:  # this thread's dataset and buffers
@@ -125,4 +125,4 @@ def block_reader(info: SlcInfo, crop: Crop, looks: Looks, nblock: int, kernel: s
         for ds in opened:
             ds.close()
 
-    return block, close
+    return gdal_block, close

@@ -201,13 +201,13 @@ def _correctness(configs: Sequence[Config]) -> Correctness:
     for c in configs:
         if c.backend == "sequential" or c.max_abs_diff is None:
             continue
-        if c.variant not in worst or c.max_abs_diff > worst[c.variant].max_abs_diff:
+        if c.variant not in worst or c.max_abs_diff > (worst[c.variant].max_abs_diff or 0.0):
             worst[c.variant] = c
-    rounding = [c for c in worst.values() if 0 < c.max_abs_diff < math.inf]
+    rounding = [c for c in worst.values() if 0 < (c.max_abs_diff or 0.0) < math.inf]
     return Correctness(
         exact=tuple(sorted(v for v, c in worst.items() if c.max_abs_diff == 0)),
         rounding=tuple(sorted(c.variant for c in rounding)),
-        worst_rounding=max(rounding, key=lambda c: c.max_abs_diff) if rounding else None,
+        worst_rounding=max(rounding, key=lambda c: c.max_abs_diff or 0.0) if rounding else None,
         broken=tuple(sorted(v for v, c in worst.items() if c.nan_mismatch)),
     )
 

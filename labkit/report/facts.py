@@ -212,7 +212,9 @@ class Scale:
     def break_even(self) -> ScaleVerdict | None:
         """The variant that beats sequential on the smallest stack, if any does."""
         paying = [v for v in self.verdicts if v.first is not None]
-        return min(paying, key=lambda v: (v.first.mib, v.variant)) if paying else None
+        if not paying:
+            return None
+        return min(paying, key=lambda v: (v.first.mib if v.first else 0.0, v.variant))
 
     @property
     def largest_mib(self) -> float:
@@ -304,7 +306,7 @@ class Facts:
         """The parallel configuration whose whole process added the most seconds."""
         timed = [c for c in self.configs
                  if c.backend != "sequential" and c.process_wall is not None]
-        return max(timed, key=lambda c: c.process_extra) if timed else None
+        return max(timed, key=lambda c: c.process_extra or 0.0) if timed else None
 
     @property
     def most_oversubscribed(self) -> Config | None:

@@ -15,6 +15,7 @@ import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -73,8 +74,9 @@ def _template(lang: str, name: str) -> jinja2.Template:
 def labels(lang: str) -> Labels:
     """Page title, section headings and figure descriptions in ``lang``."""
     module = _template(lang, "_labels.j2").module
-    return Labels(page_title=module.page_title, headings=dict(module.headings),
-                  figure_alt=dict(module.figure_alt))
+    names: Any = module  # the template's {% set %} names
+    return Labels(page_title=names.page_title, headings=dict(names.headings),
+                  figure_alt=dict(names.figure_alt))
 
 
 HEADINGS = {lang: labels(lang).headings for lang in LANGS}

@@ -111,7 +111,8 @@ class Scene:
         self.strip_max = (max(16, L // 48), max(16, W // 48))  # (lines, samples)
         self.strips: dict[int, tuple[str, _Box]] = {}
         srng = _rng(seed, _STREAM_STRIPS)
-        picked = srng.permutation(np.arange(1, n_dates))[: n_dates // 2] if n_dates > 1 else []
+        picked: Any = (srng.permutation(np.arange(1, n_dates))[: n_dates // 2]
+                       if n_dates > 1 else [])
         for d in sorted(int(i) for i in picked):
             edge = ("left", "right", "top", "bottom")[int(srng.integers(4))]
             n_max = self.strip_max[0] if edge in ("top", "bottom") else self.strip_max[1]
@@ -186,8 +187,8 @@ class Scene:
         u = self.urban
         a0, a1 = max(r0, u.l0), min(r1, u.l1)
         if a0 < a1:
-            lr = np.arange(a0, a1)[:, None] - u.l0
-            lc = np.arange(u.s1 - u.s0)[None, :]
+            lr: Any = np.arange(a0, a1)[:, None] - u.l0
+            lc: Any = np.arange(u.s1 - u.s0)[None, :]
             street = (lr % self.ub < self.street) | (lc % self.ub < self.street)
             blocks = self.buildings[lr // self.ub, lc // self.ub]
             s[a0 - r0 : a1 - r0, u.s0 : u.s1] = np.where(street, np.float32(_STREET_S0), blocks)

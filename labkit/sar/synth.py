@@ -240,7 +240,7 @@ def _write_date(scene: Scene, d: int, dest: Path, bar: Any) -> None:
                 out = scene.block(d, b, buf)
                 if sys.byteorder != "little":
                     out = out.byteswap()
-                f.write(memoryview(out).cast("B"))
+                f.write(out.data.cast("B"))
                 bar.update(out.nbytes)
         write_isce_headers(slc, scene.samples, scene.lines)
         if final.exists():

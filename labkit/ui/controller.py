@@ -82,7 +82,7 @@ def default_tile(preset: str, sizes: Sequence[int]) -> int:
         side = PRESETS[preset].tile
     except (ImportError, KeyError, AttributeError):
         side = None
-    return side if side in sizes else sizes[0]
+    return side if side is not None and side in sizes else sizes[0]
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,7 @@ class RunController:
             from labkit.paths import bench_csv
 
             csv = bench_csv()
-        self.csv: Path | None = Path(csv) if csv not in (False, True) else None
+        self.csv: Path | None = (Path(csv) if not isinstance(csv, bool) else None)
         self.notify = notify or _quiet
         self.runs: list[dict[str, Any]] = []
         self.last_results: list[Any] = []
@@ -277,7 +277,7 @@ class RunController:
             from labkit.backends import compute
 
             self.notify("computing the sequential reference…")
-            self._references[key] = compute("sequential", src)
+            self._references[key] = compute("sequential", Path(src))
         return self._references[key]
 
     def pool(self, backend: str, workers: int) -> tuple[Any, float | str]:
@@ -396,7 +396,9 @@ class MpiController(RunController):
     @property
     def pools(self) -> dict[tuple[str, int], Any]:
         """The running cluster, by ("mpi", engines) (empty when none runs)."""
-        return {("mpi", self._n): self.cluster} if self.cluster is not None else {}
+        if self.cluster is None or self._n is None:
+            return {}
+        return {("mpi", self._n): self.cluster}
 
     def runs_note(self, opts: RunOptions) -> str:
         return (f"mpi ({opts.split}) on {opts.workers} engine(s): 1 warm-up + "

@@ -224,6 +224,8 @@ class MpiPanel(ControlPanel):
         Seconds to wait for the engines to start.
     """
 
+    controller: ctl.MpiController  # the MPI panel's controller holds the cluster
+
     title = "MPI on ipyparallel engines"
     table_columns = (
         ("run", "#"), ("backend", "backend"), ("workers", "ranks"), ("tile", "tile"),

@@ -104,11 +104,12 @@ def stats_maps(mean: np.ndarray, std: np.ndarray) -> Any:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), layout="constrained")
-    for ax, (title, a, kw) in zip(axes, (
+    panels: tuple[tuple[str, np.ndarray, dict[str, Any]], ...] = (
         ("temporal mean (dB)", db(mean), {"cmap": "gray"}),
         ("temporal std (dB)", db(std), {"cmap": "gray"}),
         ("coefficient of variation std/mean", cv, {"cmap": "viridis", "vmin": 0, "vmax": 1}),
-    ), strict=True):
+    )
+    for ax, (title, a, kw) in zip(axes, panels, strict=True):
         lo, hi = _limits(a, True)
         kw = {"vmin": lo, "vmax": hi, **kw}
         im = ax.imshow(a, interpolation="nearest", **kw)
