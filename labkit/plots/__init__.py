@@ -1,0 +1,86 @@
+"""Figures from the benchmark CSV (matplotlib, Agg backend), written as PNG atomically.
+
+Which rows: the *main experiment* is the rows sharing host, label, dates and tile size
+with the last non-floor row whose label does not start with ``scale`` (see
+:func:`~labkit.plots.models.select_main`); rows labelled ``scale...`` feed
+``scaling.png``.
+
+- :mod:`~labkit.plots.models`: rows, speed-ups, Amdahl fits, captions;
+- :mod:`~labkit.plots.timing`: the timing figures (the course's ``t_barras.png`` first);
+- :mod:`~labkit.plots.maps`: the mean/std/CV maps and the persistent scatterers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from labkit.errors import LabError
+from labkit.plots.maps import PS_THRESHOLD, amplitude_dispersion, plot_maps, read_ps_truth
+from labkit.plots.models import (
+    amdahl,
+    caption,
+    fit_amdahl,
+    fit_time_model,
+    scale_rows,
+    scaling_points,
+    select_main,
+    speedups,
+    summary,
+)
+from labkit.plots.timing import (
+    plot_breakdown,
+    plot_efficiency,
+    plot_scaling,
+    plot_speedup,
+    plot_times,
+)
+
+__all__ = [
+    "PS_THRESHOLD",
+    "amdahl",
+    "amplitude_dispersion",
+    "caption",
+    "fit_amdahl",
+    "fit_time_model",
+    "plot_all",
+    "plot_breakdown",
+    "plot_efficiency",
+    "plot_maps",
+    "plot_scaling",
+    "plot_speedup",
+    "plot_times",
+    "read_ps_truth",
+    "scale_rows",
+    "scaling_points",
+    "select_main",
+    "speedups",
+]
+
+
+def plot_all(csv_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+             maps_tiles: str | os.PathLike[str] | None = None,
+             maps_slc: str | os.PathLike[str] | None = None,
+             label: str | None = None) -> list[Path]:
+    """Every figure of a benchmark CSV into ``out_dir``; returns the written paths."""
+    from labkit.bench import read_csv
+
+    rows = read_csv(csv_path)
+    if not rows:
+        raise LabError(f"{csv_path} has no rows: run `labkit bench` first")
+    main = select_main(rows, label)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise LabError(f"--out {out} is a file: give a folder")
+    written = [plot_times(main, out / "t_barras.png")]
+    sp = speedups(summary(main))
+    if sp:
+        written += [plot_speedup(main, out / "speedup.png"),
+                    plot_efficiency(main, out / "efficiency.png")]
+    written.append(plot_breakdown(main, out / "breakdown.png"))
+    scaling = plot_scaling(rows, out / "scaling.png")
+    if scaling:
+        written.append(scaling)
+    if maps_tiles:
+        written.append(plot_maps(maps_tiles, maps_slc, out / "maps.png"))
+    return written

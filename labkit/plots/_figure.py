@@ -1,0 +1,57 @@
+"""What every figure shares: matplotlib on its Agg backend, colours, the caption that
+says which machine and data a figure comes from, and the atomic PNG write."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from labkit.config import FLOORS, PHASE_COLORS
+from labkit.plots.models import caption, summary
+
+__all__ = ["FLOORS", "PHASE_COLORS", "finish", "pyplot", "save", "summary", "variant_colors"]
+
+
+def pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig: Any, out: str | os.PathLike[str]) -> Path:
+    """Save a figure as PNG atomically (temp file + rename) and close it."""
+    from labkit.bench import default_mode
+
+    p = Path(out)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        default_mode(tmp)
+        os.replace(tmp, p)
+    finally:
+        pyplot().close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p
+
+
+def variant_colors(variants: Iterable[str]) -> dict[str, Any]:
+    plt = pyplot()
+    cmap = plt.get_cmap("tab10")
+    order = sorted(set(variants), key=lambda v: (v != "sequential", v))
+    return {v: cmap(i % 10) for i, v in enumerate(order)}
+
+
+def finish(fig: Any, rows: Sequence[dict[str, Any]], title: str, data: bool = True) -> None:
+    """Title on top, the machine/data caption just under it (inside the saved area)."""
+    fig.tight_layout()
+    fig.suptitle(title, y=1.06)
+    fig.text(0.5, 1.0, caption(rows, data), fontsize=7, color="0.35", ha="center", va="bottom")
