@@ -53,7 +53,8 @@ _SPEC = re.compile(r"^lee:(?P<k>[^:]+)(?::(?P<enl>[^:]+))?$")
 @dataclass(frozen=True)
 class LeeFilter:
     """A Lee filter: window side ``k`` (odd) and equivalent number of looks ``enl``
-    (None: the tiles' looks, read from the tiles when the filter runs)."""
+    (None: the tiles' looks, read from the tiles when the filter runs).
+    """
 
     k: int
     enl: float | None = None
@@ -71,7 +72,8 @@ class LeeFilter:
     def flops_per_pixel(self, rows: int) -> float:
         """Floating-point operations per output pixel for a block of ``rows`` rows:
         3K per halo-extended row pixel (sum of I, I·I and its sum), 2K for the vertical
-        sums, 12 for the formula."""
+        sums, 12 for the formula.
+        """
         k, h = self.k, self.halo
         return 3 * k * (rows + 2 * h) / rows + 2 * k + 12
 
@@ -108,7 +110,8 @@ def parse_filter(spec: str | LeeFilter | None) -> LeeFilter | None:
 
 def reflect_index(index: np.ndarray, size: int) -> np.ndarray:
     """Map indices outside ``0 .. size-1`` back inside by half-sample symmetric
-    reflection (period ``2·size``), as scipy.ndimage's ``mode="reflect"`` does."""
+    reflection (period ``2·size``), as scipy.ndimage's ``mode="reflect"`` does.
+    """
     period = 2 * size
     i = np.mod(index, period)
     return np.where(i < size, i, period - 1 - i)
@@ -252,6 +255,14 @@ def lee(block: np.ndarray, k: int, enl: float, row_index: np.ndarray | None = No
 
     Parameters
     ----------
+    block : (rows, cols) float32 array
+        Intensity rows: the whole image, or a block with its halo.
+    k : int
+        Window side (odd).
+    enl : float
+        Equivalent number of looks (> 0).
+    row_index : int array, optional
+        Rows of ``block`` forming the halo-extended block (see :func:`halo_rows`).
     kernel : {"auto", "numba", "numpy"}, default "auto"
         ``auto``: Numba when installed. The Numba kernel releases the GIL, so threads
         filter different blocks at the same time.

@@ -111,7 +111,8 @@ def sigint_blocked() -> Iterator[None]:
 @contextlib.contextmanager
 def final() -> Iterator[None]:
     """Mark the block as the command's last step: once it has committed its outputs
-    (:func:`commit`), :func:`finished` is true and a held SIGINT is dropped."""
+    (:func:`commit`), :func:`finished` is true and a held SIGINT is dropped.
+    """
     _state["final"] = True
     try:
         yield
@@ -135,7 +136,8 @@ def commit() -> Iterator[None]:
 
 def done() -> None:
     """A last step with nothing to put in place (an MPI rank other than 0): inside
-    :func:`final`, the command is finished from here on."""
+    :func:`final`, the command is finished from here on.
+    """
     with commit():
         pass
 
@@ -148,7 +150,8 @@ def finished() -> bool:
 def stopping() -> bool:
     """True while the main thread handles a KeyboardInterrupt (or an :class:`Interrupted`
     made of one), directly or as the context of the exception it handles: the clean-up
-    after a Ctrl-C is running."""
+    after a Ctrl-C is running.
+    """
     exc = sys.exc_info()[1]
     for _ in range(32):  # the chain of exceptions raised while handling others
         if exc is None:
@@ -173,7 +176,8 @@ def _unsafe(frame: Any) -> bool:
     into another error: inside a C extension module's import (its init turns it into an
     ImportError, Cython's clears it), in llvmlite (Numba's JIT calls back into Python
     through ctypes, which prints and drops it), or in a ``__del__`` (called by the garbage
-    collector, which drops it)."""
+    collector, which drops it).
+    """
     for _ in range(256):
         if frame is None:
             return False
@@ -216,7 +220,8 @@ def take_sigint() -> None:
 
 def reported() -> None:
     """The CLI has reported the interruption (or is exiting): SIGINT is ignored from now
-    on, also by the interpreter's own teardown."""
+    on, also by the interpreter's own teardown.
+    """
     _state["reported"] = True
     if _in_main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -250,7 +255,8 @@ def unlink_segments(paths: set[str]) -> None:
 
 def _give_up_world() -> None:
     """Timer thread: MPI_Init did not return (a rank ended before it): end this rank by
-    SIGKILL, and ``mpiexec`` ends the others."""
+    SIGKILL, and ``mpiexec`` ends the others.
+    """
     unlink_segments(mpich_segments(["self"]))
     os.kill(os.getpid(), signal.SIGKILL)
 

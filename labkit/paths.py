@@ -33,7 +33,8 @@ def results_dir() -> Path:
 
 def bench_csv() -> Path:
     """``<home>/benchmarks/resultados.csv``: every timed run, one row each (its columns:
-    :mod:`labkit.bench.schema`)."""
+    :mod:`labkit.bench.schema`).
+    """
     return home() / "benchmarks" / "resultados.csv"
 
 

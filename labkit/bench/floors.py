@@ -21,7 +21,8 @@ __all__ = ["kernel_rates", "measure_floors"]
 
 def _memory_floor(nbytes: int, repeat: int) -> list[tuple[float, int]]:
     """(seconds, bytes) of ``repeat`` ``numpy.sum`` passes over ``nbytes`` of float32
-    (pages touched by one untimed pass first)."""
+    (pages touched by one untimed pass first).
+    """
     import numpy as np
 
     arr = np.ones(max(1, nbytes // 4), np.float32)

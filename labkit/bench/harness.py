@@ -188,6 +188,7 @@ def compare_prefetch(src: Any, repeats: int = 3, kernel: str | None = None
     Parameters
     ----------
     src : TileStack or folder of tiles
+        The stack to reduce.
     repeats : int, default 3
         Timed runs of each, after one warm-up round.
     kernel : {"numba", "numpy"}, optional

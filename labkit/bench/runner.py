@@ -106,7 +106,8 @@ def startup_of(pool: Any) -> float:
 def _configs(variants: list[tuple[str, str | None, str | None]],
              counts: list[int]) -> list[Config]:
     """Every variant at every worker count (sequential at 1 only, always included: it is
-    the reference)."""
+    the reference).
+    """
     configs = [(b, s, sp, 1 if b == "sequential" else w)
                for (b, s, sp) in variants for w in ([1] if b == "sequential" else counts)]
     if ("sequential", None, None, 1) not in configs:
@@ -126,7 +127,8 @@ def _note_oversubscription(counts: list[int]) -> None:
 @dataclass
 class _Rounds:
     """One bench session's state: the stack, its configurations and their pools, the
-    sequential reference, and what was measured so far."""
+    sequential reference, and what was measured so far.
+    """
 
     stack: Any
     configs: list[Config]
@@ -146,7 +148,8 @@ class _Rounds:
 
     def start_pools(self) -> None:
         """One reusable pool/cluster per (backend, workers), started (and timed) once and
-        kept out of the runs' wall times, as in a notebook."""
+        kept out of the runs' wall times, as in a notebook.
+        """
         from labkit.backends import make_pool
 
         for backend, _, _, w in self.configs:
@@ -180,7 +183,8 @@ class _Rounds:
 
     def process_round(self, repeat: int) -> None:
         """Every configuration once as a whole fresh process (after the in-process
-        rounds: their median wall gives ``startup_s``)."""
+        rounds: their median wall gives ``startup_s``).
+        """
         rows = []
         for cfg in self.configs:
             backend, strategy, split, w = cfg
@@ -230,6 +234,8 @@ def run_bench(
 
     Parameters
     ----------
+    src : path
+        Folder of intensity tiles.
     src : folder of tiles
     backends : str or list
         ``"sequential,multiprocessing,mem,threads,mpi"``; ``name:variant`` picks one

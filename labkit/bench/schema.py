@@ -145,6 +145,7 @@ def row_from_result(
     repeat : int
         Index of this repeat (0-based).
     mode : {"in-process", "process"}
+        ``in-process`` or ``process`` (whole process).
     max_abs_diff : float, optional
         Default: ``result.meta["max_abs_diff"]`` (set by
         :func:`labkit.bench.harness.time_backend`).
@@ -214,7 +215,8 @@ def _csv_lines(rows: list[dict[str, Any]]) -> str:
 
 def _create_whole(p: Path, text: str) -> bool:
     """Create ``p`` holding ``text`` (written aside, then linked in). False when another
-    writer created it meanwhile (nothing written)."""
+    writer created it meanwhile (nothing written).
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

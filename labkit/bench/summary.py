@@ -13,7 +13,8 @@ __all__ = ["format_table", "summarize", "variant_name"]
 
 def _group_key(r: dict[str, Any]) -> tuple:
     """(label, backend, strategy, split, mode, n_dates, tile, workers) of a row; sequential
-    and floor rows count as 1 worker."""
+    and floor rows count as 1 worker.
+    """
     workers = 1 if r["backend"] in ("sequential", *FLOOR_BACKENDS) else r.get("workers") or 1
     return (r.get("label") or "", r["backend"], r.get("strategy") or "", r.get("split") or "",
             r.get("mode") or "", r.get("n_dates") or 0, r.get("tile") or "", workers)

@@ -1,5 +1,6 @@
 """What every figure shares: matplotlib on its Agg backend, colours, the caption that
-says which machine and data a figure comes from, and the atomic PNG write."""
+says which machine and data a figure comes from, and the atomic PNG write.
+"""
 
 from __future__ import annotations
 

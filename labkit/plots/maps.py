@@ -1,5 +1,6 @@
 """``maps.png``: the temporal mean, std and coefficient of variation of a stack, and the
-persistent-scatterer candidates (low amplitude dispersion) against the synthetic truth."""
+persistent-scatterer candidates (low amplitude dispersion) against the synthetic truth.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ def read_ps_truth(path: str | os.PathLike[str]) -> np.ndarray:
     Reads ``<stack>/truth/ps.csv``; the row/column headers may be named ``line``/``row``/
     ``azimuth``/``y`` and ``sample``/``col``/``range``/``x``.
     """
-
     p = Path(path)
     if not p.is_file():
         raise LabError(f"no PS truth file {p}: maps need a synthetic stack (labkit synth)")
@@ -124,7 +124,8 @@ def plot_maps(tiles_dir: str | os.PathLike[str], slc_dir: str | os.PathLike[str]
 
     Parameters
     ----------
-    tiles_dir : folder of intensity tiles
+    tiles_dir : path
+        Folder of intensity tiles.
     slc_dir : SLC stack folder (with ``truth/ps.csv`` when synthetic), optional
         Without it the fourth panel is left out.
     out : output PNG

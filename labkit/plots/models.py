@@ -1,5 +1,6 @@
 """The numbers behind the figures: which CSV rows form the main experiment, speed-ups,
-Amdahl fits, the scaled experiment, and each figure's caption."""
+Amdahl fits, the scaled experiment, and each figure's caption.
+"""
 
 from __future__ import annotations
 
@@ -178,6 +179,7 @@ def scaling_points(sc: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any
 
 
 def summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Medians and spreads per configuration (:func:`labkit.bench.summarize`)."""
     from labkit.bench import summarize
 
     return summarize(rows)

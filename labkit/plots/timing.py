@@ -1,7 +1,8 @@
 """The timing figures of a benchmark: ``t_barras.png`` (median time, min..max as error
 bars), ``speedup.png`` (vs sequential, ideal line, fitted Amdahl curves),
 ``efficiency.png``, ``breakdown.png`` (stacked phases) and ``scaling.png`` (speed-up
-against stack size)."""
+against stack size).
+"""
 
 from __future__ import annotations
 

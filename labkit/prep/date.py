@@ -31,6 +31,9 @@ _AHEAD_BYTES = 64 * 2**20  # multilooked bytes the threads may compute ahead of 
 
 
 def check_crop(crop: Sequence[int], looks: Looks, lines: int, samples: int) -> Crop:
+    """The crop ``(W, H, R0, C0)`` if it fits the multilooked image, else a
+    :class:`LabError` that says the largest crop that fits.
+    """
     try:
         w, h, r0, c0 = (int(x) for x in crop)
     except (TypeError, ValueError):
@@ -58,7 +61,8 @@ def check_crop(crop: Sequence[int], looks: Looks, lines: int, samples: int) -> C
 
 def _block_rows(cols: int, looks: Looks, nbytes: int | None = None) -> int:
     """Multilooked rows per block so the SLC block is about ``nbytes`` (default
-    :data:`config.PREP_BLOCK_BYTES`)."""
+    :data:`config.PREP_BLOCK_BYTES`).
+    """
     laz, lrg = looks
     return max(1, (config.PREP_BLOCK_BYTES if nbytes is None else nbytes) // (laz * cols * lrg * 8))
 
@@ -120,7 +124,8 @@ def _blocks_in_threads(block: Callable[[int], np.ndarray], starts: list[int], th
     """``write(r, block(r))`` for every start, ``block`` in a pool of ``threads`` threads,
     at most ``ahead`` blocks ahead of the writer (so memory stays bounded); ``writer()``
     gives the ``write`` context, opened once the first blocks are running; writes in
-    order."""
+    order.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     todo = iter(starts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from types import ModuleType
 
 import numpy as np
 
@@ -91,6 +92,7 @@ def _sum_looks(
 
 
 def check_looks(looks: int | Sequence[int]) -> Looks:
+    """``(azimuth, range)`` looks from ``N`` or a pair, each a whole number ≥ 1."""
     vals = [looks, looks] if isinstance(looks, (int, np.integer)) else list(looks)
     if len(vals) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
                              for v in vals):
@@ -123,7 +125,8 @@ def multilook(intensity: np.ndarray, looks: int | Sequence[int] = (4, 4)) -> np.
     return _sum_looks(a, laz, lrg)
 
 
-def c_module():  # -> the compiled labkit._prepkernel module, or None
+def c_module() -> ModuleType | None:
+    """The compiled :mod:`labkit._prepkernel`, or None when it is not built."""
     try:
         from labkit import _prepkernel
     except ImportError:
@@ -153,7 +156,8 @@ def kernel_name() -> str:
 class Kernel:
     """Preallocated buffers for one date's row blocks: ``rows`` multilooked rows of
     ``cols`` columns per block (so the SLC block is rows·laz × cols·lrg); ``kernel`` is
-    ``"c"`` or ``"numpy"`` (see :func:`kernel_name`)."""
+    ``"c"`` or ``"numpy"`` (see :func:`kernel_name`).
+    """
 
     def __init__(self, rows: int, cols: int, looks: Looks, kernel: str = "numpy") -> None:
         laz, lrg = looks
@@ -169,7 +173,8 @@ class Kernel:
 
     def run(self, n: int) -> np.ndarray:
         """Multilook the first ``n`` rows' worth of ``self.slc`` (NumPy: destroyed, squared
-        in place). Equal, bit for bit, to ``multilook(intensity(slc), looks)``."""
+        in place). Equal, bit for bit, to ``multilook(intensity(slc), looks)``.
+        """
         laz, lrg = self.looks
         if self.c is not None:
             res = np.empty((n, self.cols), np.float32)

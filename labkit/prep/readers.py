@@ -34,7 +34,8 @@ def _read_error(path: Path, exc: BaseException) -> LabError:
 def _pread_lines(fd: int, layout: RawLayout, line0: int, col0: int, dest: np.ndarray,
                  path: Path) -> None:
     """Read ``dest.shape[0]`` lines from ``line0``, samples ``col0 ..`` (complex64) of a
-    raw SLC into the rows of ``dest`` with ``os.preadv`` (which releases the GIL)."""
+    raw SLC into the rows of ``dest`` with ``os.preadv`` (which releases the GIL).
+    """
     lines, cols = dest.shape
     whole = layout.line_bytes == cols * 8  # whole lines back to back: one read
     rows = [dest.reshape(-1)] if whole else list(dest)
@@ -55,7 +56,8 @@ def _pread_lines(fd: int, layout: RawLayout, line0: int, col0: int, dest: np.nda
 
 def raw_layout(info: SlcInfo) -> RawLayout | None:
     """Where to ``pread`` the samples of ``info`` (little-endian complex64 lines), or None
-    (then GDAL reads them)."""
+    (then GDAL reads them).
+    """
     return info.layout if sys.byteorder == "little" else None
 
 

@@ -35,7 +35,8 @@ def _fitting_sides(preset: str) -> list[int]:
 
 def tile_sizes(preset: str) -> list[int]:
     """Square tile sides offered for a preset: the three largest of ``config.TILE_SIDES`` that
-    fit its multilooked image (px), e.g. tiny → [16, 32, 64], seed → [256, 512, 1024]."""
+    fit its multilooked image (px), e.g. tiny → [16, 32, 64], seed → [256, 512, 1024].
+    """
     return _fitting_sides(preset)[-3:]
 
 

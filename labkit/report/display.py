@@ -53,6 +53,7 @@ def display_section(name: str, facts: Facts, lang: str = "en",
     facts : Facts
         :func:`labkit.report.analyze` output.
     lang : {"en", "es"}
+        Language of the text.
     figures : dict, optional
         :func:`make_figures` output; figures missing on disk are skipped.
     """

@@ -41,6 +41,7 @@ def fmt_s(seconds: float | None, lang: str = "en") -> str:
     seconds : float or None
         Duration in seconds; None, NaN or infinite give ``—``.
     lang : {"en", "es"}
+        Language of the text.
     """
     if seconds is None or not math.isfinite(seconds):
         return MISSING

@@ -107,6 +107,7 @@ def build_report(
     csv_path : path
         Benchmark CSV.
     lang : {"en", "es"}
+        Language of the informe.
     out : path
         The HTML (written atomically).
     figures : path, optional
@@ -221,6 +222,7 @@ def full_report(
     Parameters
     ----------
     preset : str, default "seed"
+        Synthetic preset (``tiny`` | ``seed`` | ``dates24`` | ``large``).
     quick : bool
         2 repeats, 1 whole-process run, scale sizes 4×32², 8×T², 16×(2T)² (the test
         suite runs ``tiny`` + quick).

@@ -124,6 +124,7 @@ def section(name: str, facts: Facts, lang: str = "en") -> str:
     facts : Facts
         :func:`labkit.report.analyze` output.
     lang : {"en", "es"}
+        Language of the text.
     """
     check_lang(lang)
     if name not in SECTIONS:

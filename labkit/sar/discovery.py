@@ -71,7 +71,8 @@ def _walk(root: Path) -> Iterator[Path]:  # the files under root, hidden folders
 
 def _candidate(f: Path) -> tuple[Path, int] | None:
     """``(SLC file, rank)`` if ``f`` names an SLC (an ENVI ``.hdr`` names its data), else
-    None. Undated names are returned too (the caller sorts them out)."""
+    None. Undated names are returned too (the caller sorts them out).
+    """
     name = f.name
     low = name.lower()
     if name.endswith(TILE_SUFFIX):  # prep's own outputs are never input
@@ -101,7 +102,8 @@ def _candidate(f: Path) -> tuple[Path, int] | None:
 
 def _stack_folder(f: Path, date: str, root: Path) -> Path:
     """The folder that holds a stack: the parent of ``DATE/`` folders (ISCE2's
-    ``Coarse/DATE/DATE.slc``), else the folder of the file (a flat folder)."""
+    ``Coarse/DATE/DATE.slc``), else the folder of the file (a flat folder).
+    """
     parent = f.parent
     if parent != root:
         try:

@@ -76,7 +76,8 @@ class _Box:
 
 class Scene:
     """The procedural scene of one (lines, samples, dates, seed): σ0 by row block, PS,
-    change, zero strips. Small arrays only (parcel and block values, PS list)."""
+    change, zero strips. Small arrays only (parcel and block values, PS list).
+    """
 
     def __init__(self, lines: int, samples: int, n_dates: int, seed: int) -> None:
         L, W = lines, samples
@@ -178,7 +179,8 @@ class Scene:
     # -- σ0 by row block ------------------------------------------------------------
     def sigma0(self, r0: int, r1: int, changed: bool = False) -> np.ndarray:
         """σ0 (linear, float32) of lines ``r0 .. r1``, all samples; ``changed`` applies the
-        change area's drop."""
+        change area's drop.
+        """
         W = self.samples
         rows = np.arange(r0, r1)[:, None]
         pr = rows // self.ph
@@ -211,7 +213,8 @@ class Scene:
     # -- one block of one date ------------------------------------------------------
     def block(self, d: int, b: int, buf: np.ndarray) -> np.ndarray:
         """Fill ``buf`` (≥ GEN_BLOCK × samples × 2 float32) with block ``b`` of date ``d``;
-        returns the (lines, samples, 2) float32 view holding it (complex64 byte layout)."""
+        returns the (lines, samples, 2) float32 view holding it (complex64 byte layout).
+        """
         r0, r1 = b * GEN_BLOCK, min(self.lines, (b + 1) * GEN_BLOCK)
         out = buf[: r1 - r0]
         changed = self.change_index is not None and d >= self.change_index
@@ -240,6 +243,7 @@ class Scene:
 
     # -- description ----------------------------------------------------------------
     def change(self) -> dict[str, Any] | None:
+        """The change: its date, box and σ0 factor (None with fewer than 2 dates)."""
         if self.change_index is None:
             return None
         return {
@@ -249,6 +253,7 @@ class Scene:
         }
 
     def zero_strips(self) -> list[dict[str, Any]]:
+        """The zero-filled strips: date, edge and box of each."""
         return [
             {"date": self.dates[d], "edge": edge, "box": box.as_list()}
             for d, (edge, box) in sorted(self.strips.items())

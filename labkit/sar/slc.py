@@ -117,6 +117,7 @@ def _itemsize(dtype: str) -> int:
 
 
 def slc_suffix(name: str) -> str | None:
+    """The SLC suffix a file name ends with (longest first: ``.slc.full.vrt``), or None."""
     low = name.lower()
     for suffix in sorted(SUFFIX_RANK, key=len, reverse=True):
         if low.endswith(suffix):
@@ -134,7 +135,8 @@ def _is_envi_header(hdr: Path) -> bool:
 
 def envi_data(hdr: Path) -> Path | None:
     """The data file GDAL's ENVI driver pairs with ``hdr`` (``X.hdr`` → ``X`` or ``X.ext``;
-    ``X.ext.hdr`` → ``X.ext``), or None."""
+    ``X.ext.hdr`` → ``X.ext``), or None.
+    """
     if not _is_envi_header(hdr):
         return None
     bare = hdr.with_suffix("")
@@ -181,7 +183,8 @@ def _raw_need(offset: int, pixel: int, line: int, lines: int, samples: int,
               nbytes: int) -> int:
     """Bytes a raw band needs, as GDAL counts them: up to the last sample of the last
     line (``ImageOffset + LineOffset·(lines−1) + PixelOffset·(samples−1) + itemsize``;
-    no padding is needed after the last line)."""
+    no padding is needed after the last line).
+    """
     return (offset + max(line, 0) * (lines - 1) + max(pixel, 0) * (samples - 1) + nbytes)
 
 # GDAL connection strings that name a file inside: HDF5:"f.h5"://path, NETCDF:"f.nc":var
@@ -191,7 +194,8 @@ _SUBDATASET_RE = re.compile(r'^(?:HDF5|HDF4_SDS|HDF4_EOS|NETCDF|NITF_IM|GTIFF_DI
 
 def source_file(vrt: Path, elem: ET.Element) -> Path | None:
     """The file a VRT ``SourceFilename`` names, or None when it is not a local file that
-    can be checked (``/vsi…`` paths, URLs)."""
+    can be checked (``/vsi…`` paths, URLs).
+    """
     name = (elem.text or "").strip()
     match = _SUBDATASET_RE.match(name)
     if match:
@@ -209,7 +213,8 @@ def source_file(vrt: Path, elem: ET.Element) -> Path | None:
 
 def _check_sources(path: Path, root: ET.Element) -> None:
     """Every file a VRT mosaic reads (``SimpleSource``, ``ComplexSource`` ...) must exist:
-    GDAL opens them only when it reads, after prep has started."""
+    GDAL opens them only when it reads, after prep has started.
+    """
     for elem in root.iter():
         if not elem.tag.endswith("Source") or elem.find("SourceFilename") is None:
             continue
@@ -308,7 +313,8 @@ def _check_xml_agrees(vrt: Path, xml: Path, lines: int, samples: int) -> None:
 def _check_isce_xml(path: Path) -> tuple[int, int, RawLayout] | None:
     """Check a raw ISCE ``.slc`` (or topsStack ``.slc.full``) against its ``.xml``.
     Returns ``(lines, samples, layout)`` for one band of little-endian CFLOAT (what ISCE2
-    writes), else None (GDAL reads it: its ISCE driver, or ENVI with a ``.hdr``)."""
+    writes), else None (GDAL reads it: its ISCE driver, or ENVI with a ``.hdr``).
+    """
     xml = path.with_name(path.name + ".xml")
     if not xml.is_file():
         if _envi_header(path) is not None:
@@ -343,7 +349,8 @@ def _check_isce_xml(path: Path) -> tuple[int, int, RawLayout] | None:
 
 def gdal_message(exc: BaseException) -> str:
     """The most telling line of a rasterio/GDAL error: GDAL's own cause when rasterio
-    only says "Read failed. See previous exception for details."."""
+    only says "Read failed. See previous exception for details.".
+    """
     best = ""
     seen: set[int] = set()
     cur: BaseException | None = exc

@@ -135,6 +135,7 @@ class ControlPanel(Panel):
 
     # -- widgets ---------------------------------------------------------------------------
     def controls(self) -> list[w.Widget]:
+        """Backend and strategy, workers and repeats, tile and block rows."""
         row1 = w.HBox([self.backend, self.strategy])
         row2 = w.HBox([self.workers, self.repeats])
         row3 = [self.tile] + ([self.block_rows] if self.block_rows is not None else [])
@@ -266,13 +267,16 @@ class MpiPanel(ControlPanel):
         return self.controller.cluster
 
     def buttons(self) -> list[w.Widget]:
+        """Run, and Stop (the engines)."""
         return [self.run_button, self.stop_button]
 
     def controls(self) -> list[w.Widget]:
+        """The run controls and the cluster's status line."""
         return [*super().controls(), self.cluster_status]
 
     @property
     def widget(self) -> w.VBox:
+        """The panel, with the per-rank table and the ``mpiexec`` command."""
         if not hasattr(self, "_box"):
             box = super().widget
             out = box.children[-1]
@@ -362,6 +366,7 @@ class PrepPanel(Panel):
         return self.controller.last_result
 
     def controls(self) -> list[w.Widget]:
+        """Workers (dates in parallel) and tile size."""
         return [w.HBox([self.workers, self.tile])]
 
     def _run_once(self) -> Any:

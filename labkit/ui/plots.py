@@ -65,9 +65,11 @@ def show_images(images: Mapping[str, np.ndarray], *, to_db: bool = True, cmap: s
     Parameters
     ----------
     images : mapping of title -> 2-D array
+        The images, one panel each.
     to_db : bool, default True
         Show ``10·log10`` of the values (for intensities); colorbar label ``dB``.
     cmap : str, default "gray"
+        Matplotlib colour map.
     units : str, optional
         Colorbar label (default ``dB`` or ``linear``).
     robust : bool, default True
@@ -140,6 +142,7 @@ def ps_mask(ps_csv: str | os.PathLike[str], shape: tuple[int, int],
     shape : (rows, cols)
         Shape of the multilooked image (from SLC pixel 0, 0).
     looks : (int, int), default (4, 4)
+        Azimuth × range looks of the multilook.
 
     Returns
     -------
