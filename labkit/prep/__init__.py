@@ -15,7 +15,7 @@ any SLC or crop size.
 from labkit.prep.date import prep_date
 from labkit.prep.kernel import intensity, kernel_name, multilook
 from labkit.prep.stack import PrepSummary, describe, empty_warning, prep_stack
-from labkit.prep.tiles import ensure_tiles, tile_sizes
+from labkit.prep.tiles import ensure_tiles, prep_preset, tile_sizes
 
 __all__ = ["PrepSummary", "describe", "empty_warning", "ensure_tiles", "intensity",
-           "kernel_name", "multilook", "prep_date", "prep_stack", "tile_sizes"]
+           "kernel_name", "multilook", "prep_date", "prep_preset", "prep_stack", "tile_sizes"]

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 
 from labkit import config
 from labkit.errors import LabError
-from labkit.prep.stack import prep_stack
+from labkit.prep.stack import PrepSummary, prep_stack
 
 if TYPE_CHECKING:
     from labkit.sar import synth
 
-__all__ = ["ensure_tiles", "tile_sizes"]
+__all__ = ["ensure_tiles", "prep_preset", "tile_sizes"]
 
 
 def _preset(preset: str) -> synth.Preset:
@@ -50,9 +50,26 @@ def ensure_tiles(
 ) -> Path:
     """Make sure a preset's intensity tiles exist; return their folder.
 
+    :func:`prep_preset`, keeping tiles that are already up to date (same parameters).
+    """
+    return prep_preset(preset, tile, root=root, jobs=jobs, progress=progress,
+                       overwrite=False)[0]
+
+
+def prep_preset(
+    preset: str = "seed",
+    tile: int | None = None,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    jobs: int = 1,
+    progress: bool = True,
+    overwrite: bool = True,
+) -> tuple[Path, PrepSummary]:
+    """Synthesize a preset's SLC stack if missing and prep its tiles.
+
     Synthesizes ``root/<preset>/slc`` (:func:`labkit.sar.synth.write_stack`, a quick no-op
     when complete) and preps ``root/<preset>/intens_<T>x<T>`` with crop ``T,T,0,0`` and
-    the preset's looks, keeping tiles that are already up to date.
+    the preset's looks.
 
     Parameters
     ----------
@@ -67,6 +84,13 @@ def ensure_tiles(
         Dates prepared in parallel.
     progress : bool, default True
         Show progress bars.
+    overwrite : bool, default True
+        False: keep tiles that are already up to date.
+
+    Returns
+    -------
+    (Path, PrepSummary)
+        The tile folder and what prep did.
     """
     from labkit.paths import data_dir
     from labkit.sar import synth
@@ -81,6 +105,6 @@ def ensure_tiles(
     slc = base / "slc"
     synth.write_stack(slc, p.name, progress=progress)
     dest = base / f"intens_{t}x{t}"
-    prep_stack(slc, dest, (t, t, 0, 0), p.looks, jobs=jobs, progress=progress,
-               overwrite=False)
-    return dest
+    summary = prep_stack(slc, dest, (t, t, 0, 0), p.looks, jobs=jobs, progress=progress,
+                         overwrite=overwrite)
+    return dest, summary
