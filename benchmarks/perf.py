@@ -66,17 +66,16 @@ def make_tiles(dest: str | os.PathLike[str], n_dates: int = 24, side: int = 2048
 
     Kept when ``n_dates`` tiles of ``side``² are already there. Returns ``dest``.
     """
-    import datetime as dt
 
     import numpy as np
 
-    from labkit.io import TILE_SUFFIX, write_geotiff
+    from labkit.config import TILE_SUFFIX, acquisition_dates
+    from labkit.io import write_geotiff
 
     out = Path(dest)
     out.mkdir(parents=True, exist_ok=True)
     need = side * side * 4
-    names = [f"{dt.date(2021, 1, 5) + dt.timedelta(days=8 * k):%Y%m%d}{TILE_SUFFIX}"
-             for k in range(n_dates)]
+    names = [f"{date}{TILE_SUFFIX}" for date in acquisition_dates(n_dates)]
     have = {p.name for p in out.glob(f"*{TILE_SUFFIX}") if p.stat().st_size >= need}
     if set(names) <= have and len(have) == n_dates:
         return out
