@@ -36,7 +36,7 @@ def _overheads(pools: dict[tuple[str, int], Any], side: int, repeats: int,
     library functions (``os.getpid``, ``numpy.zeros``): the workers can import them."""
     import numpy as np
 
-    from labkit.backends.pools import session
+    from labkit.backends import session
 
     proc = pools.get(("multiprocessing", 2))
     engines = pools.get(("mpi", 2))

@@ -14,7 +14,9 @@ import sys
 
 def _rank0() -> bool:
     """False on the ranks other than 0 under ``mpiexec`` (they print nothing)."""
-    return all(os.environ.get(v, "0") == "0" for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK"))
+    from labkit.backends.mpi._world import world_rank
+
+    return world_rank() == 0
 
 
 _early: list[int] = []  # SIGINTs that came while the CLI was importing
@@ -57,7 +59,8 @@ __all__ = ["build_parser", "main", "run"]
 
 def _say(line: str) -> None:
     """Print one line on stderr; under ``mpiexec`` only rank 0 does (every rank meets the
-    same error, see :mod:`labkit.backends.mpi`, so the user reads it once)."""
+    same error, see :mod:`labkit.backends.mpi`, so the user reads it once).
+    """
     if _rank0():  # line and newline in one write: under mpiexec other ranks write too
         sys.stderr.write(f"{line}\n")
         sys.stderr.flush()
@@ -70,7 +73,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def positive_int(text: str) -> int:
-    """argparse type: an integer ≥ 1."""
+    """Argparse type: an integer ≥ 1."""
     try:
         value = int(text)
     except ValueError:
@@ -81,7 +84,7 @@ def positive_int(text: str) -> int:
 
 
 def non_negative_int(text: str) -> int:
-    """argparse type: an integer ≥ 0."""
+    """Argparse type: an integer ≥ 0."""
     try:
         value = int(text)
     except ValueError:
@@ -92,7 +95,7 @@ def non_negative_int(text: str) -> int:
 
 
 def crop_spec(text: str) -> tuple[int, int, int, int]:
-    """argparse type: ``W,H,R0,C0`` in multilooked pixels (W, H ≥ 1; R0, C0 ≥ 0)."""
+    """Argparse type: ``W,H,R0,C0`` in multilooked pixels (W, H ≥ 1; R0, C0 ≥ 0)."""
     parts = [p.strip() for p in text.replace("x", ",").split(",")]
     try:
         w, h, r0, c0 = (int(p) for p in parts)
@@ -108,7 +111,7 @@ def crop_spec(text: str) -> tuple[int, int, int, int]:
 
 
 def looks_spec(text: str) -> tuple[int, int]:
-    """argparse type: ``N`` or ``AZxRG`` looks (azimuth × range), each ≥ 1."""
+    """Argparse type: ``N`` or ``AZxRG`` looks (azimuth × range), each ≥ 1."""
     parts = text.lower().split("x")
     try:
         values = [int(p) for p in parts]
@@ -124,7 +127,7 @@ def looks_spec(text: str) -> tuple[int, int]:
 
 
 def size_spec(text: str) -> tuple[int, int]:
-    """argparse type: ``LINESxSAMPLES`` (each ≥ 1)."""
+    """Argparse type: ``LINESxSAMPLES`` (each ≥ 1)."""
     try:
         lines, samples = (int(p) for p in text.lower().split("x"))
     except ValueError:
@@ -265,11 +268,11 @@ def _run(args: argparse.Namespace) -> int:
 
     backend, strategy, split = resolve(args.backend, args.strategy, args.split)
     stack = open_stack(args.src)
-    one_shot_kernel(stack.nbytes)  # NumPy unless the stack repays loading Numba (same bits)
+    kernel = one_shot_kernel(stack.nbytes)  # NumPy unless the stack repays Numba (same bits)
     result = run(backend, stack, args.mean, args.std,
                  workers=args.workers or default_workers(backend), strategy=strategy,
                  split=split, block_rows=args.block_rows, ddof=args.ddof,
-                 min_count=args.min_count)
+                 min_count=args.min_count, kernel=kernel)
     if result.meta.get("rank", 0) == 0 and not args.quiet:
         print(summary_line(result, (args.mean, args.std)), flush=True)
     return 0
@@ -397,7 +400,8 @@ def _stop_helpers() -> None:
     tracker) and reap them, so that no process of the command, not even a zombie, outlives
     it. The forkserver has nothing left to do (the pools are closed): it is killed. The
     resource tracker is asked to stop: it first unlinks anything left registered. Both at
-    once (≈10 ms)."""
+    once (≈10 ms).
+    """
     import threading
 
     tracker = sys.modules.get("multiprocessing.resource_tracker")

@@ -5,7 +5,7 @@ process, the forkserver, the pool workers, ``mpiexec`` and its ranks. Only the l
 process acts on it: it raises :class:`KeyboardInterrupt`, terminates its workers, removes
 partial outputs and (CLI) exits with code 130. The helper processes never take SIGINT
 themselves: the forkserver starts with SIGINT blocked (:func:`sigint_blocked`), ignores it
-from then on and its workers inherit that (:mod:`labkit.backends.pools`).
+from then on and its workers inherit that (:mod:`labkit.backends._forkserver`).
 
 A few steps must happen whole or not at all, and a KeyboardInterrupt raised in their
 middle would leave something behind: starting a child process (which would then never be

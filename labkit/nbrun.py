@@ -54,7 +54,7 @@ def inject_parameters(nb: Any, parameters: dict[str, Any]) -> Any:
 def _write_atomic(nb: Any, out_path: Path) -> None:
     import nbformat
 
-    from labkit.bench import write_text_atomic
+    from labkit.io import write_text_atomic
 
     write_text_atomic(out_path, nbformat.writes(nb))
 

@@ -1,6 +1,6 @@
 """The reduction kernel: per-pixel temporal mean and standard deviation of a stack.
 
-Numerical contract (DESIGN §5)
+Numerical contract
 ------------------------------
 * Accumulate in float64, return float32.
 * Shifted sums: with ``K`` the pixel's first date, ``s = Σ(x-K)`` and ``ss = Σ(x-K)²``
@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from labkit.config import ENV_KERNEL, JIT_PAYS_BYTES, KERNEL_CACHE_BYTES
 from labkit.errors import LabError
 
 __all__ = [
@@ -47,7 +48,7 @@ __all__ = [
     "warm_up",
 ]
 
-CACHE_BYTES = 1 << 20  # bytes of working set per kernel block (fits L2 on a laptop)
+CACHE_BYTES = KERNEL_CACHE_BYTES  # bytes of working set per kernel block (fits L2)
 _F64_ARRAYS = 4  # float64 arrays touched per pixel by the kernel: shift, s, ss, tmp
 
 
@@ -173,6 +174,8 @@ def finalize(
 
     Parameters
     ----------
+    p : Partial
+        Count, mean and M2 per pixel (float64).
     ddof : int, default 0
         Delta degrees of freedom: 0 is the population std, 1 the sample std.
     min_count : int or None, default None
@@ -198,7 +201,6 @@ def finalize(
 
 _NUMBA_KERNEL = None
 _CHUNK = 256  # columns per pass of the fused kernel: its float64 sums (3 × 2 KiB) stay in L1
-JIT_PAYS_BYTES = 2 * 2**30  # stack bytes above which loading Numba pays in a one-shot process
 
 
 def _numba_kernel():  # compiled on first use, cached on disk (JIT time is start-up time)
@@ -285,14 +287,17 @@ def _numba_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-def kernel_name(stack: object = None, min_count: int | None = None) -> str:
+def kernel_name(stack: object = None, min_count: int | None = None,
+                kernel: str | None = None) -> str:
     """Which kernel :func:`reduce_stack` uses: ``"numba"`` (fused) or ``"numpy"``.
 
-    ``LABKIT_KERNEL=numpy`` forces NumPy, ``numba`` (or unset/``auto``) the fused kernel
-    when Numba is installed. NaN-aware statistics and lists of dates always use NumPy.
-    A one-shot ``labkit run`` picks by size first (:func:`one_shot_kernel`).
+    ``kernel`` (the run's choice) or else ``LABKIT_KERNEL``: ``numpy`` forces NumPy,
+    ``numba`` (or unset/``auto``) the fused kernel when Numba is installed. NaN-aware
+    statistics and lists of dates always use NumPy. A one-shot ``labkit run`` chooses by
+    size (:func:`one_shot_kernel`) and passes its choice to every worker.
     """
-    if os.environ.get("LABKIT_KERNEL", "auto") == "numpy" or min_count is not None:
+    choice = kernel or os.environ.get(ENV_KERNEL, "auto")
+    if choice == "numpy" or min_count is not None:
         return "numpy"
     if stack is not None and not (isinstance(stack, np.ndarray) and stack.ndim == 3):
         return "numpy"
@@ -304,27 +309,28 @@ def one_shot_kernel(nbytes: int) -> str:
 
     Loading Numba costs ≈ 0.3-0.6 s per fresh process, and the fused kernel saves
     ≈ 0.25 s per GB over the NumPy one, so below :data:`JIT_PAYS_BYTES` the NumPy kernel
-    finishes first; both give the same bits, so the choice is free. Sets
-    ``LABKIT_KERNEL`` (unless the user set ``numba`` or ``numpy``) so that worker
-    processes started afterwards choose the same. Returns the kernel name.
+    finishes first; both give the same bits, so the choice is free. The user's
+    ``LABKIT_KERNEL=numba`` or ``numpy`` wins. Returns the kernel name, for the run's
+    options (``kernel=``), which hand it to every worker and rank.
     """
-    if os.environ.get("LABKIT_KERNEL", "auto") in ("", "auto"):
+    if os.environ.get(ENV_KERNEL, "auto") in ("", "auto"):
         fast = nbytes >= JIT_PAYS_BYTES or _NUMBA_KERNEL is not None
-        os.environ["LABKIT_KERNEL"] = "numba" if fast else "numpy"
+        return kernel_name(kernel="numba" if fast else "numpy")
     return kernel_name()
 
 
-def warm_up(min_count: int | None = None) -> float:
+def warm_up(min_count: int | None = None, kernel: str | None = None) -> float:
     """Load the kernel :func:`reduce_stack` will use, for both array layouts the backends
     pass (contiguous blocks and strided views of a bigger array), so that the Numba
     import and JIT-cache load (≈0.3–0.6 s in a fresh process) is timed as start-up, not
-    compute. Returns the seconds it took (≈0 once loaded, or with the NumPy kernel)."""
+    compute. Returns the seconds it took (≈0 once loaded, or with the NumPy kernel).
+    """
     import time
 
     t0 = time.perf_counter()
     z = np.zeros((3, 2, 2), np.float32)
-    reduce_stack(z, min_count=min_count)
-    reduce_stack(z[:2, :1], min_count=min_count)
+    reduce_stack(z, min_count=min_count, kernel=kernel)
+    reduce_stack(z[:2, :1], min_count=min_count, kernel=kernel)
     return time.perf_counter() - t0
 
 
@@ -337,6 +343,7 @@ def reduce_stack(
     out: tuple[np.ndarray, np.ndarray] | None = None,
     threads: int = 1,
     rows: tuple[int, int] | None = None,
+    kernel: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std (float32) over axis 0 of an in-memory stack, in cache-sized row blocks.
 
@@ -357,6 +364,8 @@ def reduce_stack(
         leaves every pixel's arithmetic unchanged, so the result is the same to the bit.
     rows : (r0, r1), optional
         Reduce only rows ``r0 .. r1-1`` (default: all).
+    kernel : {"numba", "numpy"}, optional
+        The kernel to use (default: :func:`kernel_name`'s choice); same bits either way.
     """
     n = len(stack)
     if n == 0:
@@ -372,9 +381,9 @@ def reduce_stack(
     if threads > 1 and r1 - r0 > 1:
         cuts = np.linspace(r0, r1, min(threads, r1 - r0) + 1).astype(int)
         _reduce_threaded(stack, cuts, r0, out, ddof=ddof, min_count=min_count,
-                         block_rows=block_rows)
+                         block_rows=block_rows, kernel=kernel)
         return out
-    if kernel_name(stack, min_count) == "numba":
+    if kernel_name(stack, min_count, kernel) == "numba":
         buffers = [np.empty(min(cols, _CHUNK), np.float64) for _ in range(3)]
         _numba_kernel()(stack, r0, r1, ddof, out[0], out[1], *buffers)
         return out
@@ -397,7 +406,7 @@ def _reduce_threaded(stack: np.ndarray | Sequence[np.ndarray], cuts: np.ndarray,
     """:func:`reduce_stack` of rows ``cuts[i] .. cuts[i+1]`` in one thread each."""
     from concurrent.futures import ThreadPoolExecutor
 
-    if kernel_name(stack, options.get("min_count")) == "numba":
+    if kernel_name(stack, options.get("min_count"), options.get("kernel")) == "numba":
         _numba_kernel()  # load once, before the threads start
     with ThreadPoolExecutor(len(cuts) - 1, thread_name_prefix="labkit-kernel") as ex:
         futures = [ex.submit(reduce_stack, stack, rows=(a, b),

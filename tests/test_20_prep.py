@@ -14,6 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import faults
 import numpy as np
 import pytest
 import rasterio
@@ -279,7 +280,7 @@ def test_overwrite_false_keeps_up_to_date_tiles(tmp_path, tree):
 
 
 def test_a_dying_worker_is_a_clean_error(tmp_path, tree, capsys, monkeypatch):
-    monkeypatch.setenv("LABKIT_TEST_KILL_AFTER", "0")  # every worker SIGKILLs itself
+    faults.inject("kill-workers", monkeypatch)  # every worker SIGKILLs itself
     rc, err = cli(["prep", tree, tmp_path / "o", "--crop", "5,5,0,0", "--jobs", "2"], capsys)
     assert rc == 2 and err.startswith("labkit: error: a prep worker died")
     assert not (tmp_path / "o").exists()  # no tile finished: the folder it made is gone

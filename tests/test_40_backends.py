@@ -6,13 +6,13 @@ import glob
 import os
 import time
 
+import faults
 import numpy as np
 import psutil
 import pytest
 
 from labkit import backends
-from labkit.backends import compute, make_pool, run
-from labkit.backends.pools import Pool
+from labkit.backends import Pool, compute, make_pool, run
 from labkit.errors import LabError
 from labkit.io import open_stack, read_tile, write_geotiff
 from labkit.stats import reference
@@ -187,6 +187,23 @@ def test_thread_pool_reused(tiles, seq):
         pool.close()
 
 
+def test_misspelt_option_names_it(tiles):
+    with pytest.raises(LabError, match=r"unknown option 'wokers' for compute: valid are "
+                                       r"workers, strategy, split, block_rows"):
+        compute("sequential", tiles[0], wokers=2)
+    with pytest.raises(LabError, match="unknown option 'blockrows' for run"):
+        run("sequential", tiles[0], "m.tif", "s.tif", blockrows=4)
+    opts = backends.RunOptions(workers=2, block_rows=8)
+    assert np.array_equal(compute("threads", tiles[0], opts).mean,
+                          compute("threads", tiles[0], workers=2, block_rows=8).mean,
+                          equal_nan=True)
+    assert compute("threads", tiles[0], opts, workers=1).meta["workers"] == 1
+    with pytest.raises(LabError, match="unknown option 'wokers' for RunOptions.replace"):
+        opts.replace(wokers=3)
+    with pytest.raises(LabError, match="workers must be a whole number"):
+        backends.RunOptions(workers=0)
+
+
 def test_make_pool_names():
     assert make_pool("sequential", 1) is None
     with pytest.raises(LabError, match="unknown backend"):
@@ -202,7 +219,7 @@ def test_killed_worker_is_a_clean_error(tiles, tmp_path, monkeypatch, backend, s
     mean, std = tmp_path / "mean.tif", tmp_path / "std.tif"
     write_geotiff(mean, np.zeros((2, 2), np.float32))
     before = mean.read_bytes()
-    monkeypatch.setenv("LABKIT_TEST_KILL_AFTER", "0")  # each worker dies at its first task
+    faults.inject("kill-workers", monkeypatch)  # each worker dies at its first task
     with pytest.raises(LabError, match="worker process died"):
         run(backend, folder, mean, std, workers=2, strategy=strategy)
     assert_no_workers()
@@ -212,8 +229,8 @@ def test_killed_worker_is_a_clean_error(tiles, tmp_path, monkeypatch, backend, s
 
 def test_killed_worker_closes_a_given_pool(tiles, monkeypatch):
     folder, _ = tiles
-    monkeypatch.setenv("LABKIT_TEST_KILL_AFTER", "1")  # read at pool start: 2nd task dies
     pool = make_pool("multiprocessing", 2)
+    faults.inject("kill-second-task", monkeypatch)  # a worker dies after the first task
     with pytest.raises(LabError, match="worker process died"):
         compute("multiprocessing", folder, workers=2, pool=pool, strategy="per-file")
     assert pool.closed

@@ -13,12 +13,13 @@ import sys
 import warnings
 from pathlib import Path
 
+import faults
 import numpy as np
 import pytest
 
 from labkit import stats
 from labkit.backends import compute
-from labkit.backends.mpi import THREAD_ENV, mpiexec_path
+from labkit.backends.mpi._world import THREAD_ENV, mpiexec_path
 from labkit.errors import LabError
 from labkit.io import read_tile, write_geotiff
 
@@ -59,10 +60,13 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _labkit(n: int | None, *args: str, env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess:
-    """``[mpiexec -n N] python -m labkit ...`` in its own process group; no group left."""
-    cmd = [sys.executable, "-m", "labkit", *args]
+def _labkit(n: int | None, *args: str, env: dict[str, str] | None = None,
+            fault: str | None = None) -> subprocess.CompletedProcess:
+    """``[mpiexec -n N] python -m labkit ...`` in its own process group; no group left.
+
+    ``fault``: run it with that fault in place (:mod:`faults`).
+    """
+    cmd = faults.command(fault, *args) if fault else [sys.executable, "-m", "labkit", *args]
     if n is not None:
         cmd = [mpiexec_path(), "-n", str(n), *cmd]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -205,9 +209,9 @@ def test_killed_rank_ends_the_job(tiles, tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
     res = _labkit(2, "run", "mpi", str(tiles[0]), str(out / "m.tif"), str(out / "s.tif"),
-                  "--block-rows", "8", env=_env(LABKIT_TEST_KILL_RANK="1"))
+                  "--block-rows", "8", fault="kill-rank")  # rank 1 SIGKILLed mid-run
     assert res.returncode != 0
     assert not list(out.iterdir())
-    monkeypatch.setenv("LABKIT_TEST_KILL_RANK", "1")
+    faults.inject("kill-rank", monkeypatch)  # on the ranks labkit's launcher starts
     with pytest.raises(LabError, match="MPI rank died"):
         compute("mpi", tiles[0], workers=2, split="dates", block_rows=8)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 
+import faults
 import numpy as np
 import psutil
 import pytest
@@ -88,7 +89,7 @@ def test_bad_input_keeps_cluster(cluster, tiles, tmp_path):
 
 
 def test_killed_engine_stops_cluster(cluster, tiles):
-    cluster.view.execute("import os; os.environ['LABKIT_TEST_KILL_RANK'] = '1'")
+    cluster.view.execute(faults.engine_code("kill-rank"))  # rank 1 dies after one block
     with pytest.raises(LabError, match="died during the run.*cluster was stopped"):
         cluster.run(tiles, split="dates", block_rows=4, timeout=60)
     _no_process_left(cluster)

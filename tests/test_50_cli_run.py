@@ -10,6 +10,7 @@ import sys
 import time
 import warnings
 
+import faults
 import numpy as np
 import psutil
 import pytest
@@ -23,8 +24,10 @@ from labkit.sysinfo import INFO_KEYS, system_info
 N, ROWS, COLS = 4, 24, 20
 
 
-def labkit(*args, env=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "labkit", *map(str, args)],
+def labkit(*args, env=None, timeout=120, fault=None):
+    """``python -m labkit ARGS`` (with ``fault`` in place: :mod:`faults`)."""
+    cmd = faults.command(fault, *args) if fault else [sys.executable, "-m", "labkit", *args]
+    return subprocess.run(list(map(str, cmd)),
                           capture_output=True, text=True, timeout=timeout,
                           env=None if env is None else {**os.environ, **env})
 
@@ -214,6 +217,13 @@ def test_bad_options(src, tmp_path, args, fragments):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_misspelt_option_is_one_line(src, tmp_path):
+    p = labkit("run", "sequential", src, tmp_path / "m.tif", tmp_path / "s.tif",
+               "--wokers", "2")
+    assert_one_line_error(p, "--wokers")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_outputs(src, tmp_path):
     p = labkit("run", "mem", src, tmp_path / "no" / "m.tif", tmp_path / "s.tif")
     assert_one_line_error(p, "does not exist")
@@ -230,7 +240,7 @@ def test_bad_outputs(src, tmp_path):
 @pytest.mark.parametrize("backend", ["mem", "multiprocessing"])
 def test_killed_worker_exit_2(src, tmp_path, backend):
     p = labkit("run", backend, src, tmp_path / "m.tif", tmp_path / "s.tif", "--workers", 2,
-               env={"LABKIT_TEST_KILL_AFTER": "0"})
+               fault="kill-workers")  # each worker SIGKILLed at its first task
     assert_one_line_error(p, "a worker process died (killed?) during the run; no output")
     assert list(tmp_path.iterdir()) == []
 
@@ -265,11 +275,10 @@ def _alive(pids):
     ("mem", []), ("multiprocessing", ["--strategy", "per-file"])])
 def test_sigint_exits_130_and_cleans_up(src, tmp_path, backend, extra):
     mean, std = tmp_path / "m.tif", tmp_path / "s.tif"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "labkit", "run", backend, str(src), str(mean), str(std),
-         "--workers", "2", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "LABKIT_TEST_TASK_DELAY": "60"})  # tasks sleep: caught mid-run
+    proc = subprocess.Popen(  # the tasks sleep: the run is caught in the middle
+        faults.command("slow-tasks", "run", backend, src, mean, std, "--workers", "2",
+                       *extra),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         parent = psutil.Process(proc.pid)
         deadline = time.monotonic() + 60

@@ -194,6 +194,9 @@ def fake_cluster(monkeypatch):
     module.start_cluster = lambda n, timeout=60: FakeCluster(n)  # type: ignore[attr-defined]
     module.run_on_engines = lambda pool, stack, **kw: pool.run(stack, **kw)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "labkit.cluster", module)
+    from labkit.backends.mpi import engines  # where compute("mpi", pool=...) finds it
+
+    monkeypatch.setattr(engines, "run_on_engines", module.run_on_engines)
     return FakeCluster
 
 

@@ -38,12 +38,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import faults
 import numpy as np
 import psutil
 import pytest
 
 from labkit import backends, prep
-from labkit.backends.mpi import THREAD_ENV, mpiexec_path
+from labkit.backends.mpi._world import THREAD_ENV, mpiexec_path
 from labkit.errors import LabError
 from labkit.io import open_stack, read_tile, write_geotiff
 from labkit.sar.isce import write_isce_slc
@@ -205,19 +206,22 @@ class Outcome:
 
 def labkit(argv: list[str | Path], cwd: Path, *, env: dict[str, str] | None = None,
            nodac: bool = False, fsize: int | None = None, mpiexec: int | None = None,
-           sigint: Callable[[subprocess.Popen], None] | None = None) -> Outcome:
+           sigint: Callable[[subprocess.Popen], None] | None = None,
+           fault: str | None = None) -> Outcome:
     """Run ``[mpiexec -n N] python -m labkit ARGV`` as a user would; leave nothing behind.
 
     ``nodac``: permission checks apply even to root; ``fsize``: a file-size limit (bytes);
-    ``sigint``: called with the running process, sends SIGINT when the run is mid-way.
+    ``sigint``: called with the running process, sends SIGINT when the run is mid-way;
+    ``fault``: a fault put in place in the run (:mod:`faults`).
     """
     mark = uuid.uuid4().hex
     tmp = cwd / "tmpdir"
     tmp.mkdir(exist_ok=True)
     full_env = {k: v for k, v in os.environ.items()
-                if not k.startswith(("PMI_", "PMIX_", "HYDI_", "OMPI_", "LABKIT_TEST_"))}
+                if not k.startswith(("PMI_", "PMIX_", "HYDI_", "OMPI_"))}
     full_env.update(THREAD_ENV, LABKIT_ROBUST_MARK=mark, TMPDIR=str(tmp), **(env or {}))
-    cmd = [sys.executable, "-m", "labkit", *map(str, argv)]
+    cmd = faults.command(fault, *argv) if fault else [sys.executable, "-m", "labkit", *argv]
+    cmd = list(map(str, cmd))
     if mpiexec:
         cmd = [mpiexec_path(), "-n", str(mpiexec), *cmd]
     hooks = ([_drop_dac] if nodac and os.geteuid() == 0 else []) + \
@@ -273,6 +277,7 @@ class Case:
     fsize: int | None = None  # file-size limit in bytes (disk full)
     mpiexec: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    fault: str | None = None  # a fault put in place in the run (tests/faults.py)
     extra_lines: str | None = None  # regex of library text allowed besides labkit's line
 
 
@@ -484,7 +489,7 @@ CASES = [
     Case("run-mpi-rank-killed",
          lambda c, lab: _run(lab.tiles, "--workers", "2", "--block-rows", "8", backend="mpi"),
          "labkit: error: an MPI rank died during the run (Killed (signal 9)); mpiexec -n 2 "
-         "stopped every rank, no output was written", env={"LABKIT_TEST_KILL_RANK": "1"}),
+         "stopped every rank, no output was written", fault="kill-rank"),
 ]
 
 
@@ -521,7 +526,7 @@ def test_cli_case(case: Case, lab: Lab, tmp_path: Path) -> None:
         argv = case.make(tmp_path, lab)
         before = _snapshot(tmp_path, lab.root)
         res = labkit(argv, tmp_path, env=case.env, nodac=case.nodac, fsize=case.fsize,
-                     mpiexec=case.mpiexec)
+                     fault=case.fault, mpiexec=case.mpiexec)
         after = _snapshot(tmp_path, lab.root)
     finally:
         _restore_modes()
@@ -669,7 +674,7 @@ def _sigint_when(ready: Callable[[subprocess.Popen], bool], group: bool = False
                  ) -> Callable[[subprocess.Popen], None]:
     def send(proc: subprocess.Popen) -> None:
         _wait(lambda: ready(proc), proc, "the run to be under way")
-        time.sleep(0.5)  # tasks submitted and sleeping (LABKIT_TEST_TASK_DELAY)
+        time.sleep(0.5)  # tasks submitted and sleeping (the slow-tasks/slow-ranks fault)
         if group:  # a terminal's Ctrl-C reaches the whole foreground process group
             os.killpg(proc.pid, signal.SIGINT)
         else:
@@ -685,7 +690,7 @@ def _threads_started(proc: subprocess.Popen) -> bool:
 
 
 def _ranks_idle() -> Callable[[subprocess.Popen], bool]:
-    """A check: both ranks exist and used no CPU for 1 s (asleep in the test hook)."""
+    """A check: both ranks exist and used no CPU for 1 s (asleep: the slow-ranks fault)."""
     state: dict[str, float] = {}
 
     def idle(proc: subprocess.Popen) -> bool:
@@ -724,8 +729,8 @@ def test_sigint_mid_run(name: str, lab: Lab, tmp_path: Path) -> None:
     make, mpiexec, sender = SIGINT_CASES[name]
     _prepare_case(tmp_path, lab)
     before = _snapshot(tmp_path, lab.root)
-    res = labkit(make(lab), tmp_path, env={"LABKIT_TEST_TASK_DELAY": "60"},
-                 mpiexec=mpiexec, sigint=sender())
+    fault = "slow-ranks" if "mpi" in name else "slow-tasks"
+    res = labkit(make(lab), tmp_path, fault=fault, mpiexec=mpiexec, sigint=sender())
     assert res.code == 130, res.err
     assert "Traceback" not in res.err
     lines = res.err.strip().splitlines()
@@ -780,13 +785,13 @@ def test_panel_killed_worker(tiny: Path, tmp_path: Path, monkeypatch: pytest.Mon
     panel = ControlPanel("tiny", root=tiny, csv=csv, backend="multiprocessing", workers=2,
                          repeats=1)
     try:
-        monkeypatch.setenv("LABKIT_TEST_KILL_AFTER", "0")  # read when the pool starts
+        faults.inject("kill-workers", monkeypatch)  # each worker dies at its first task
         assert panel.run() is None
         assert panel.error.startswith("a worker process died (killed?) during the run")
         assert "color:#b00020" in panel.status.value and not panel.run_button.disabled
         assert panel.pools == {} and not csv.exists()
         _assert_no_workers(before)
-        monkeypatch.delenv("LABKIT_TEST_KILL_AFTER")
+        monkeypatch.undo()
         assert panel.run() is not None and panel.error is None
         assert len(panel.results) == 1 and csv.exists()
     finally:
@@ -870,7 +875,7 @@ def test_engines_listen_on_loopback_and_a_killed_engine_reaches_the_panel(
             if "interface" in info:
                 assert info["interface"] == "tcp://127.0.0.1", (f.name, info)
 
-        cluster.view.execute("import os; os.environ['LABKIT_TEST_KILL_RANK'] = '1'")
+        cluster.view.execute(faults.engine_code("kill-rank"))  # rank 1 dies after a block
         assert panel.run() is None
         assert panel.error.startswith("MPI engine process ") or \
             panel.error.startswith("an MPI engine died"), panel.error

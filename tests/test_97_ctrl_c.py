@@ -39,7 +39,7 @@ import numpy as np
 import psutil
 import pytest
 
-from labkit.backends.mpi import THREAD_ENV, mpiexec_path
+from labkit.backends.mpi._world import THREAD_ENV, mpiexec_path
 from labkit.io import read_tile, write_geotiff
 
 pytestmark = pytest.mark.timeout(300)
@@ -217,7 +217,7 @@ def test_ctrl_c(case: str, delay: float, inputs: Inputs, tmp_path: Path) -> None
     out.mkdir()
     tmp.mkdir()
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PMI_", "PMIX_", "HYDI_", "OMPI_", "LABKIT_TEST_"))}
+           if not k.startswith(("PMI_", "PMIX_", "HYDI_", "OMPI_"))}
     env.update(THREAD_ENV, TMPDIR=str(tmp))
     mpich_before = set(glob.glob("/dev/shm/mpich_shm_*"))
     seen: dict[int, float] = {}

@@ -22,12 +22,13 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from labkit.backends import Result
-from labkit.backends.pools import Pool, apply_test_hooks, critical_path, session
+from labkit.backends._result import Result
+from labkit.backends._session import Session, session
+from labkit.backends._timing import critical_path
+from labkit.backends.options import RunOptions
 from labkit.io import TileStack, read_tile
 from labkit.stats import Accumulator, Partial, finalize, merge
 
@@ -36,7 +37,6 @@ __all__ = ["compute", "read_date", "reduce_dates"]
 
 def read_date(path: Path) -> tuple[np.ndarray, int, float]:
     """Worker task (per-file): read one whole tile. Returns (image, pid, read seconds)."""
-    apply_test_hooks()
     t0 = time.perf_counter()
     image = read_tile(path)
     return image, os.getpid(), time.perf_counter() - t0
@@ -48,7 +48,6 @@ def reduce_dates(paths: list[Path], nan_aware: bool
 
     Returns (partial, pid, read seconds, compute seconds, bytes read).
     """
-    apply_test_hooks()
     acc: Accumulator | None = None
     t_read = t_compute = 0.0
     nbytes = 0
@@ -68,7 +67,7 @@ def reduce_dates(paths: list[Path], nan_aware: bool
     return part, os.getpid(), t_read, t_compute + time.perf_counter() - t0, nbytes
 
 
-def _per_file(stack: TileStack, s: Any, workers: int, nan_aware: bool,
+def _per_file(stack: TileStack, s: Session, workers: int, nan_aware: bool,
               progress: Callable[[int, int], None] | None) -> tuple[Partial, list, float, int]:
     acc = Accumulator((stack.rows, stack.cols), nan_aware=nan_aware)
     pending: deque[Future] = deque()
@@ -100,7 +99,7 @@ def _per_file(stack: TileStack, s: Any, workers: int, nan_aware: bool,
     return part, records, t_add, nbytes
 
 
-def _partitioned(stack: TileStack, s: Any, workers: int, nan_aware: bool,
+def _partitioned(stack: TileStack, s: Session, workers: int, nan_aware: bool,
                  progress: Callable[[int, int], None] | None) -> tuple[Partial, list, float]:
     chunks = [list(c) for c in np.array_split(np.arange(stack.n_dates), workers) if len(c)]
     futures = [s.submit(reduce_dates, [stack.paths[i] for i in c], nan_aware) for c in chunks]
@@ -118,27 +117,17 @@ def _partitioned(stack: TileStack, s: Any, workers: int, nan_aware: bool,
     return total, records, nbytes
 
 
-def compute(stack: TileStack, *, workers: int = 1, strategy: str | None = "partitioned",
-            ddof: int = 0, min_count: int | None = None, pool: Pool | None = None,
-            progress: Callable[[int, int], None] | None = None, **_: Any) -> Result:
-    """Mean and std with worker processes over dates (see the module docstring).
+def compute(stack: TileStack, opts: RunOptions) -> Result:
+    """Mean and std with ``opts.workers`` processes over dates (see the module docstring).
 
-    Parameters
-    ----------
-    stack : TileStack
-    workers : int, default 1
-        Worker processes (partitioned: at most one chunk of dates per worker).
-    strategy : {"partitioned", "per-file"}, default "partitioned"
-    ddof, min_count
-        See :func:`labkit.stats.finalize`.
-    pool : Pool, optional
-        A process pool from ``make_pool("multiprocessing", n)`` with n ≥ ``workers``.
-    progress : callable(done, total), optional
-        Called in the parent as dates (per-file) or chunks (partitioned) arrive.
+    ``opts.strategy``: ``partitioned`` (default; at most one chunk of dates per worker)
+    or ``per-file``; ``opts.pool``: a process pool from ``make_pool("multiprocessing",
+    n)`` with n ≥ workers; ``opts.progress`` is called in the parent as dates (per-file)
+    or chunks (partitioned) arrive.
     """
-    nan_aware = min_count is not None
-    strategy = strategy or "partitioned"
-    with session(pool, "process", workers) as s:
+    nan_aware, workers, progress = opts.min_count is not None, opts.workers, opts.progress
+    strategy = opts.strategy or "partitioned"
+    with session(opts.pool, "process", workers, opts.kernel) as s:
         t0 = time.perf_counter()
         if strategy == "per-file":
             total, records, t_parent, nbytes = _per_file(stack, s, workers, nan_aware, progress)
@@ -146,7 +135,7 @@ def compute(stack: TileStack, *, workers: int = 1, strategy: str | None = "parti
             total, records, nbytes = _partitioned(stack, s, workers, nan_aware, progress)
             t_parent = 0.0
         t1 = time.perf_counter()
-        mean, std = finalize(total, ddof, min_count)
+        mean, std = finalize(total, opts.ddof, opts.min_count)
         t2 = time.perf_counter()
     read, comp = critical_path(records)
     comp += t_parent + (t2 - t1)

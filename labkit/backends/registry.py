@@ -1,5 +1,6 @@
 """The backends the lab knows: name → module, strategies and splits. Light (no NumPy), so
-the command line can list the names without importing any backend."""
+the command line can list the names without importing any backend.
+"""
 
 from __future__ import annotations
 

@@ -9,37 +9,32 @@ two; ``compute`` in the timings is then only the time the reader waited for the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
 
-from labkit.backends import Result, io_block_rows
+from labkit.backends._buffers import block_view, io_block_rows
+from labkit.backends._result import Result
+from labkit.backends.options import RunOptions
 from labkit.io import TileStack, cached_reader
 from labkit.stats import reduce_stack
 
 __all__ = ["compute"]
 
 
-def compute(stack: TileStack, *, block_rows: int | None = None, ddof: int = 0,
-            min_count: int | None = None,
-            progress: Callable[[int, int], None] | None = None, prefetch: bool = False,
-            **_: Any) -> Result:
+def compute(stack: TileStack, opts: RunOptions) -> Result:
     """Read ``block_rows`` rows of every date, reduce them in cache-sized blocks, repeat.
 
     Memory stays at ``n_dates × block_rows × cols`` float32 whatever the tile size (twice
     that with ``prefetch``). The open tiles are kept for the next run of the same
     (unchanged) files (:func:`labkit.io.cached_reader`).
 
-    Parameters
-    ----------
-    prefetch : bool, default False
-        Reduce block i in a helper thread while block i+1 is read. Timings then hold
-        ``compute`` = seconds the reader waited for the kernel and
-        ``meta["compute_total"]`` = seconds the kernel ran.
+    With ``opts.prefetch`` block i is reduced in a helper thread while block i+1 is read;
+    timings then hold ``compute`` = seconds the reader waited for the kernel and
+    ``meta["compute_total"]`` = seconds the kernel ran.
     """
-    br = block_rows or io_block_rows(stack.n_dates, stack.cols)
+    prefetch, progress = opts.prefetch, opts.progress
+    br = opts.block_rows or io_block_rows(stack.n_dates, stack.cols)
     mean = np.empty((stack.rows, stack.cols), np.float32)
     std = np.empty_like(mean)
     starts = range(0, stack.rows, br)
@@ -53,7 +48,7 @@ def compute(stack: TileStack, *, block_rows: int | None = None, ddof: int = 0,
     def reduce(block: np.ndarray, r0: int) -> None:
         t0 = time.perf_counter()
         n = block.shape[1]
-        reduce_stack(block, ddof=ddof, min_count=min_count,
+        reduce_stack(block, ddof=opts.ddof, min_count=opts.min_count, kernel=opts.kernel,
                      out=(mean[r0:r0 + n], std[r0:r0 + n]))
         t_compute[0] += time.perf_counter() - t0
 
@@ -62,7 +57,7 @@ def compute(stack: TileStack, *, block_rows: int | None = None, ddof: int = 0,
         for i, r0 in enumerate(starts):
             n = min(br, stack.rows - r0)
             buf = buffers[i % len(buffers)]
-            block = buf if n == buf.shape[1] else np.empty_like(buf[:, :n])
+            block = block_view(buf, n)
             t0 = time.perf_counter()
             reader.read(r0, n, out=block)  # meanwhile the helper reduces the previous block
             t1 = time.perf_counter()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from labkit.backends._group import end_group
+from labkit.backends.mpi._world import mpiexec_path
 from labkit.bench.harness import max_abs_diff
 from labkit.errors import LabError
 
@@ -31,23 +32,6 @@ __all__ = [
     "time_command",
     "time_process",
 ]
-
-
-def mpiexec_path() -> str:
-    """The ``mpiexec`` beside this Python, else the first on ``PATH``.
-
-    Raises
-    ------
-    LabError
-        None found.
-    """
-    import shutil
-
-    here = Path(sys.executable).parent / "mpiexec"
-    found = str(here) if here.exists() else shutil.which("mpiexec")
-    if not found:
-        raise LabError("mpiexec not found: install MPICH (pip install mpich) or skip mpi")
-    return found
 
 
 def process_command(backend: str, src: str | os.PathLike[str], mean: str | os.PathLike[str],
@@ -72,33 +56,20 @@ def process_command(backend: str, src: str | os.PathLike[str], mean: str | os.Pa
 
 def python_call(func: str, *args: str) -> list[str]:
     """Command line running ``labkit.bench.<func>(*args)`` in a fresh interpreter
-    (e.g. ``python_call("course_script", src, mean, std)``)."""
+    (e.g. ``python_call("course_script", src, mean, std)``).
+    """
     return [sys.executable, "-c", f"from labkit.bench import {func}; {func}(*{list(args)!r})"]
 
 
 def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment with one thread per math library unless set, plus ``extra``."""
-    from labkit.sysinfo import THREAD_ENV_VARS
+    from labkit.config import THREAD_ENV_VARS
 
     env = dict(os.environ)
     for k in THREAD_ENV_VARS:
         env.setdefault(k, "1")
     env.update(extra or {})
     return env
-
-
-def _end_group(proc: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL, the process group of ``proc`` (5 s for each to work)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=5)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def run_in_group(cmd: Sequence[str], timeout: float, what: str, *,
@@ -109,6 +80,7 @@ def run_in_group(cmd: Sequence[str], timeout: float, what: str, *,
     Parameters
     ----------
     cmd : sequence of str
+        The command and its arguments.
     timeout : float
         Seconds before the group is ended.
     what : str
@@ -135,7 +107,7 @@ def run_in_group(cmd: Sequence[str], timeout: float, what: str, *,
     try:
         out, err = proc.communicate(timeout=timeout)
     except BaseException as exc:
-        _end_group(proc)
+        end_group(proc)
         if isinstance(exc, subprocess.TimeoutExpired):
             raise LabError(f"{what} took longer than {timeout:.0f} s: stopped") from None
         raise

@@ -5,7 +5,6 @@ says which machine and data a figure comes from, and the atomic PNG write.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,21 +26,14 @@ def pyplot() -> Any:
 
 def save(fig: Any, out: str | os.PathLike[str]) -> Path:
     """Save a figure as PNG atomically (temp file + rename) and close it."""
-    from labkit.bench import default_mode
+    from labkit.io import atomic_file
 
-    p = Path(out)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        default_mode(tmp)
-        os.replace(tmp, p)
+        with atomic_file(out) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     finally:
         pyplot().close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+    return Path(out)
 
 
 def variant_colors(variants: Iterable[str]) -> dict[str, Any]:

@@ -160,7 +160,7 @@ def plot_maps(tiles_dir: str | os.PathLike[str], slc_dir: str | os.PathLike[str]
     if stats is not None:
         import json
 
-        from labkit.bench import write_text_atomic
+        from labkit.io import write_text_atomic
 
         write_text_atomic(path.with_suffix(".json"), json.dumps(stats, indent=1))
     return path

@@ -76,7 +76,8 @@ def _check_dest(dest: Path) -> None:
 
 def _is_current(out: Path, info: SlcInfo, crop: Crop, looks: Looks) -> bool:
     """True if ``out`` is a float32 tile of this crop and looks (its tags say so), made
-    from this SLC and newer than it."""
+    from this SLC and newer than it.
+    """
     import rasterio
 
     if not out.is_file() or out.stat().st_mtime < info.mtime:
@@ -94,15 +95,6 @@ def _is_current(out: Path, info: SlcInfo, crop: Crop, looks: Looks) -> bool:
     return same and all(tags.get(k) == v for k, v in want.items())
 
 
-def _prep_task(info: SlcInfo, out_path: Path, crop: Crop, looks: Looks) -> tuple[int, bool]:
-    """Process-pool task: :func:`prep_one` after the pool's test hooks (see
-    :mod:`labkit.backends.pools`: ``LABKIT_TEST_KILL_AFTER``, ``LABKIT_TEST_TASK_DELAY``)."""
-    from labkit.backends.pools import apply_test_hooks
-
-    apply_test_hooks()
-    return prep_one(info, out_path, crop, looks)
-
-
 def _remove_temps(dest: Path, outs: Sequence[Path]) -> None:
     """Remove temporaries a killed worker could not clean (``.<name>.*.tmp``)."""
     for out in outs:
@@ -118,7 +110,8 @@ def _kept(done: int, n: int) -> str:
 def _run(tasks: list[tuple[SlcInfo, Path]], crop: Crop, looks: Looks, jobs: int,
          bar: object, empty: list[str]) -> int:
     """Prep every (SLC, output) task, in-process or in a process pool; bytes read. The
-    dates whose tiles came out all NaN are appended to ``empty``."""
+    dates whose tiles came out all NaN are appended to ``empty``.
+    """
     total = 0
     done = 0
     if jobs <= 1 or len(tasks) <= 1:
@@ -138,13 +131,13 @@ def _run(tasks: list[tuple[SlcInfo, Path]], crop: Crop, looks: Looks, jobs: int,
     from concurrent.futures import as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    from labkit.backends.pools import session
+    from labkit.backends import session
 
     try:
         # forkserver workers, BLAS/OpenMP pinned to 1 thread, SIGINT ignored in workers;
         # on any error or Ctrl-C the session terminates the workers before re-raising
         with session(None, "process", min(jobs, len(tasks))) as run:
-            futures = {run.submit(_prep_task, info, out, crop, looks): info
+            futures = {run.submit(prep_one, info, out, crop, looks): info
                        for info, out in tasks}
             for fut in as_completed(futures):
                 try:

@@ -68,7 +68,7 @@ def export_html(nb: Any, out: str | os.PathLike[str], *, lang: str = "en",
     import jinja2
     from nbconvert import HTMLExporter
 
-    from labkit.bench import write_text_atomic
+    from labkit.io import write_text_atomic
 
     check_lang(lang)
     nb = _report_cells(nb)

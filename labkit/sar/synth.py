@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from labkit.errors import LabError
+from labkit.io.atomic import atomic_file, write_text_atomic
 from labkit.sar.isce import write_isce_headers
 from labkit.sar.scene import GEN_BLOCK, Scene
 
@@ -150,9 +151,7 @@ def _load_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def read_manifest(dest: str | os.PathLike[str]) -> dict[str, Any]:
@@ -260,7 +259,6 @@ def _write_truth(scene: Scene, dest: Path, manifest: dict[str, Any]) -> None:
     L, W = scene.lines, scene.samples
     target = truth / "sigma0.tif"
     if not target.is_file():
-        tmp = truth / ".sigma0.tif.tmp"
         profile = {
             "driver": "GTiff",
             "dtype": "float32",
@@ -274,34 +272,25 @@ def _write_truth(scene: Scene, dest: Path, manifest: dict[str, Any]) -> None:
             "blockxsize": 256,
             "blockysize": 256,
         }
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # NotGeoreferencedWarning: radar geometry
-                with rasterio.open(tmp, "w", **profile) as dst:
-                    dst.update_tags(1, units="linear power (sigma0, before the change)")
-                    for r0 in range(0, L, GEN_BLOCK):
-                        r1 = min(L, r0 + GEN_BLOCK)
-                        dst.write(scene.sigma0(r0, r1), 1, window=Window(0, r0, W, r1 - r0))
-            os.replace(tmp, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        with atomic_file(target) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NotGeoreferencedWarning: radar geometry
+            with rasterio.open(tmp, "w", **profile) as dst:
+                dst.update_tags(1, units="linear power (sigma0, before the change)")
+                for r0 in range(0, L, GEN_BLOCK):
+                    r1 = min(L, r0 + GEN_BLOCK)
+                    dst.write(scene.sigma0(r0, r1), 1, window=Window(0, r0, W, r1 - r0))
 
-    ps_tmp = truth / ".ps.csv.tmp"
-    with open(ps_tmp, "w", newline="") as f:
+    with atomic_file(truth / "ps.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["line", "sample", "amplitude"])
         for line, sample, amp in zip(scene.ps_line, scene.ps_sample, scene.ps_amp, strict=True):
             w.writerow([int(line), int(sample), f"{float(amp):.6g}"])
-    os.replace(ps_tmp, truth / "ps.csv")
 
-    zs_tmp = truth / ".zero_strips.csv.tmp"
-    with open(zs_tmp, "w", newline="") as f:
+    with atomic_file(truth / "zero_strips.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["date", "edge", "line0", "line1", "sample0", "sample1"])
         for s in manifest["zero_strips"]:
             w.writerow([s["date"], s["edge"], *s["box"]])
-    os.replace(zs_tmp, truth / "zero_strips.csv")
     _write_json(truth / "change.json", manifest["change"])
 
 

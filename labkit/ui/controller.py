@@ -1,7 +1,7 @@
 """What the notebook panels do, without any widget: tiles, pools, timed runs, CSV rows.
 
 Every step is the function the rest of labkit already uses: tiles from
-:func:`labkit.prep.ensure_tiles`; pools from :func:`labkit.backends.pools.make_pool` and
+:func:`labkit.prep.ensure_tiles`; pools from :func:`labkit.backends.make_pool` and
 :func:`labkit.cluster.start_cluster`, kept across runs; timing (warm-up, repeats, max |Δ|
 against the sequential reference) by :func:`labkit.bench.time_backend`, as ``labkit
 bench`` does; CSV rows and medians by :func:`labkit.bench.row_from_result`,
@@ -116,7 +116,8 @@ class RunOptions:
     def from_choices(cls, backend: str, variant: str | None, workers: int, block_rows: int,
                      tile: int, repeats: int) -> RunOptions:
         """Options from what a panel shows: ``variant`` is the strategy or the split,
-        ``block_rows`` 0 means the backend's default; ``sequential`` runs 1 worker."""
+        ``block_rows`` 0 means the backend's default; ``sequential`` runs 1 worker.
+        """
         kind, _ = variants_of(backend)
         return cls(backend=backend,
                    strategy=(variant or None) if kind == "strategy" else None,
@@ -293,7 +294,7 @@ class RunController:
         if key in self._pools:
             pool = self._pools[key]
             return pool, ("reused" if pool is not None else "—")
-        from labkit.backends.pools import make_pool
+        from labkit.backends import make_pool
 
         self.notify(f"starting a {backend} pool of {workers}…")
         t0 = time.perf_counter()
@@ -309,6 +310,7 @@ class RunController:
         return dict(self._pools)
 
     def runs_note(self, opts: RunOptions) -> str:
+        """What a Run is about to time, in words."""
         """The line shown while ``opts`` is being timed."""
         return f"{opts.backend}: 1 warm-up + {opts.repeats} timed runs…"
 
@@ -330,7 +332,8 @@ class RunController:
 
     def record(self, measured: Measurement, opts: RunOptions) -> dict[str, Any]:
         """Append the CSV rows of ``measured`` (when there is a CSV), then keep its table
-        row (:func:`panel_row`) in :attr:`runs` and return it."""
+        row (:func:`panel_row`) in :attr:`runs` and return it.
+        """
         rows = [bench.row_from_result(r, repeat=i, label=self.label)
                 for i, r in enumerate(measured.results)]
         if self.csv is not None:
@@ -401,13 +404,15 @@ class MpiController(RunController):
         return {("mpi", self._n): self.cluster}
 
     def runs_note(self, opts: RunOptions) -> str:
+        """What a Run is about to time, in words."""
         return (f"mpi ({opts.split}) on {opts.workers} engine(s): 1 warm-up + "
                 f"{opts.repeats} timed runs…")
 
     def terminal_command(self, src: PathLike, split: str | None) -> str:
         """The running cluster's ``mpiexec -n N labkit run mpi …`` for tiles ``src``
         (outputs in :func:`labkit.paths.results_dir`); a note in brackets when there is
-        none to give."""
+        none to give.
+        """
         try:
             from labkit.paths import results_dir
 

@@ -1,48 +1,26 @@
-"""Files in and out: dates from names, the tile stack, atomic float32 GeoTIFF writes.
-
-Every output is written to a temporary file in the destination folder and renamed into
-place, so a reader sees the whole file or nothing (the last writer wins whole).
+"""Reading the tile stack: dates from names, the validated stack, windowed reads of
+every date at once, readers kept open between runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import shutil
-import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from labkit import interrupts
+from labkit import config
 from labkit.errors import LabError
 
-__all__ = [
-    "READ_OPTIONS",
-    "TILE_SUFFIX",
-    "StackReader",
-    "TileStack",
-    "atomic_outputs",
-    "cached_reader",
-    "check_writable",
-    "date_from_name",
-    "geotiff_row_writer",
-    "open_stack",
-    "read_block",
-    "read_tile",
-    "stack_key",
-    "write_geotiff",
-    "write_geotiffs",
-]
+__all__ = ["READ_OPTIONS", "TILE_SUFFIX", "StackReader", "TileStack", "cached_reader",
+           "date_from_name", "open_stack", "read_block", "read_tile", "stack_key"]
 
-TILE_SUFFIX = "_int_crop.tif"
-_UMASK = os.umask(0o022)  # read the process umask once (os.umask sets and returns it)
-os.umask(_UMASK)
+TILE_SUFFIX = config.TILE_SUFFIX  # prep's output: <YYYYMMDD>_int_crop.tif
 _DATE_RE = re.compile(r"(?<!\d)((?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))(?!\d)")
 
 
@@ -64,196 +42,6 @@ def date_from_name(path: str | os.PathLike[str]) -> str:
     if not found:
         raise LabError(f"no date in file name {name!r}: expected an 8-digit YYYYMMDD date")
     return found[0]
-
-
-def check_writable(path: str | os.PathLike[str]) -> Path:
-    """Check that ``path`` can be written (its folder exists and is writable).
-
-    Returns the path as a :class:`~pathlib.Path`. Nothing visible is created: the folder
-    is probed with an anonymous temporary file (``os.access`` says yes to root everywhere,
-    even in ``/proc`` or on a read-only mount).
-    """
-    p = Path(path)
-    if p.is_dir():
-        raise LabError(f"output {p} is a folder: give a file name such as {p / 'mean.tif'}")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        if parent.exists():
-            raise LabError(f"cannot write {p}: {parent} is a file, not a folder")
-        raise LabError(f"cannot write {p}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise LabError(f"cannot write {p}: folder {parent} is not writable")
-    if p.exists() and not os.access(p, os.W_OK):
-        raise LabError(f"cannot write {p}: the file exists and is read-only")
-    try:
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as exc:
-        raise LabError(f"cannot write {p}: folder {parent} is not writable ({exc.strerror})"
-                       ) from None
-    return p
-
-
-def _write_failed(target: Path) -> LabError:
-    """One line for data that did not reach the disk (disk full, file-size limit)."""
-    try:
-        free = f"{shutil.disk_usage(target.parent).free / 1e6:.0f} MB free there"
-    except OSError:
-        free = "free space unknown"
-    return LabError(f"cannot write {target}: the data did not reach the disk ({free}; disk "
-                    "full or a file-size limit?); nothing was replaced")
-
-
-def _check_complete(tmp: Path, target: Path, height: int, width: int) -> None:
-    """Read a just-closed float32 GeoTIFF back whole. GDAL reports a failed flush at close
-    (disk full, file-size limit) only on stderr and leaves a short or broken file."""
-    import rasterio
-
-    try:
-        broken = tmp.stat().st_size < height * width * 4  # uncompressed float32 samples
-        if not broken:
-            with rasterio.Env(**READ_OPTIONS), rasterio.open(tmp) as ds:  # mmap read: fast
-                ds.read(1)
-    except (OSError, rasterio.errors.RasterioError):
-        broken = True
-    if broken:
-        raise _write_failed(target)
-
-
-@contextlib.contextmanager
-def atomic_outputs(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
-    """Yield temporary paths beside ``paths``; on success rename each onto its target.
-
-    On any error (including Ctrl-C) the temporaries are removed and the targets are left
-    as they were; the renames themselves are never cut in half by a Ctrl-C
-    (:func:`labkit.interrupts.commit`). Outputs get the usual permissions (``0o666``
-    minus the umask), not the temporaries' ``0o600``.
-    """
-    targets = [check_writable(p) for p in paths]
-    temps: list[Path] = []
-    try:
-        for t in targets:
-            try:
-                fd, name = tempfile.mkstemp(prefix=f".{t.name}.", suffix=".tmp",
-                                            dir=t.parent or ".")
-            except OSError as exc:
-                raise LabError(f"cannot write {t}: {exc.strerror}") from None
-            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode
-            os.close(fd)
-            temps.append(Path(name))
-        yield temps
-        with interrupts.commit():  # all renamed or none: a Ctrl-C waits for the last one
-            for tmp, t in zip(temps, targets, strict=True):
-                os.replace(tmp, t)
-    finally:
-        for tmp in temps:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-
-
-def _write_tif(path: Path, array: np.ndarray, target: Path | None = None) -> None:
-    """Write ``array`` to ``path`` (a temporary); errors name ``target``."""
-    import rasterio
-    from rasterio.transform import Affine
-
-    profile = {
-        "driver": "GTiff",  # never VRT: "Writing through VRTSourcedRasterBand is not supported"
-        "dtype": "float32",
-        "count": 1,
-        "height": array.shape[0],
-        "width": array.shape[1],
-        "nodata": float("nan"),
-        "transform": Affine.identity(),
-    }
-    target = path if target is None else target
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # NotGeoreferencedWarning: tiles are in radar geometry
-        try:
-            dst = rasterio.open(path, "w", **profile)
-        except (OSError, rasterio.errors.RasterioIOError) as exc:
-            raise LabError(f"cannot write {target}: {exc}") from None
-        try:
-            with dst:
-                dst.write(np.asarray(array, dtype=np.float32), 1)
-        except (OSError, rasterio.errors.RasterioError):
-            raise _write_failed(target) from None
-    _check_complete(path, target, array.shape[0], array.shape[1])
-
-
-def write_geotiffs(items: Mapping[str | os.PathLike[str], np.ndarray]) -> None:
-    """Write several 2-D arrays as float32 GeoTIFFs (nodata NaN), all or none."""
-    for a in items.values():
-        if np.ndim(a) != 2:
-            raise LabError(f"can only write 2-D arrays, got shape {np.shape(a)}")
-    with atomic_outputs(list(items)) as temps:
-        jobs = list(zip(temps, items.values(), map(Path, items), strict=True))
-        if len(jobs) == 1:
-            _write_tif(*jobs[0])
-            return
-        from concurrent.futures import ThreadPoolExecutor
-
-        # one thread per file: GDAL releases the GIL while it writes (mean and std at once);
-        # warnings are silenced here for all threads (the filters are process-wide)
-        with warnings.catch_warnings(), ThreadPoolExecutor(len(jobs)) as ex:
-            warnings.simplefilter("ignore")
-            for f in [ex.submit(_write_tif, *job) for job in jobs]:
-                f.result()
-
-
-def write_geotiff(path: str | os.PathLike[str], array: np.ndarray) -> None:
-    """Write one 2-D array as a float32 GeoTIFF (driver GTiff, nodata NaN), atomically."""
-    write_geotiffs({path: array})
-
-
-@contextlib.contextmanager
-def geotiff_row_writer(
-    path: str | os.PathLike[str], height: int, width: int, tags: Mapping[str, str] | None = None
-) -> Iterator[Callable[[int, np.ndarray], None]]:
-    """Write a float32 GeoTIFF (GTiff, nodata NaN) by row blocks, atomically.
-
-    Yields ``write(row0, block)``, which stores a ``(rows, width)`` block at row ``row0``
-    of a temporary file; the file is renamed onto ``path`` only when the ``with`` body
-    ends without error (so memory stays bounded for any image size). ``tags`` are stored
-    as dataset metadata (``gdalinfo`` shows them).
-    """
-    import rasterio
-    from rasterio.transform import Affine
-    from rasterio.windows import Window
-
-    profile = {
-        "driver": "GTiff",
-        "dtype": "float32",
-        "count": 1,
-        "height": height,
-        "width": width,
-        "nodata": float("nan"),
-        "transform": Affine.identity(),
-    }
-    with atomic_outputs([path]) as (tmp,), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # NotGeoreferencedWarning: tiles are in radar geometry
-        try:
-            dst = rasterio.open(tmp, "w", **profile)
-        except (OSError, rasterio.errors.RasterioIOError) as exc:
-            raise LabError(f"cannot write {path}: {exc}") from None
-        body_done = False
-        try:
-            with dst:
-                if tags:
-                    dst.update_tags(**tags)
-
-                def write(row0: int, block: np.ndarray) -> None:
-                    try:
-                        dst.write(block, 1, window=Window(0, row0, width, block.shape[0]))
-                    except rasterio.errors.RasterioError:
-                        raise _write_failed(Path(path)) from None
-
-                yield write
-                body_done = True
-        except (OSError, rasterio.errors.RasterioError):
-            if not body_done:  # the caller's own error
-                raise
-            raise _write_failed(Path(path)) from None  # closing (flushing) failed
-        _check_complete(tmp, Path(path), height, width)
 
 
 @dataclass(frozen=True)
@@ -280,6 +68,7 @@ class TileStack:
 
     @property
     def n_dates(self) -> int:
+        """Number of dates (tiles)."""
         return len(self.paths)
 
     @property
@@ -418,7 +207,8 @@ def _read_each(paths: Sequence[str | os.PathLike[str]], row0: int, nrows: int,
 
 def _stack_vrt(paths: Sequence[Path], rows: int, cols: int) -> str:
     """GDAL VRT (XML text) with one band per tile, so one read fetches a window of every
-    date (the loop over tiles runs in C, without the GIL)."""
+    date (the loop over tiles runs in C, without the GIL).
+    """
     def escape(text: str) -> str:  # XML text (xml.sax.saxutils would import urllib: +20 ms)
         return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -434,7 +224,8 @@ def _stack_vrt(paths: Sequence[Path], rows: int, cols: int) -> str:
 
 def stack_key(paths: Sequence[str | os.PathLike[str]]) -> tuple:
     """Identity of tile files (path, inode, size, mtime): what :func:`cached_reader`
-    checks before reusing open tiles."""
+    checks before reusing open tiles.
+    """
     out = []
     for p in paths:
         st = os.stat(p)
@@ -450,7 +241,8 @@ def cached_reader(paths: Sequence[str | os.PathLike[str]], key: tuple | None = N
     """This thread's :class:`StackReader` of ``paths``, kept open between runs while the
     files are unchanged (``key``, default :func:`stack_key` of ``paths``): opening 24
     tiles costs ≈5 ms per run. The previous one is closed when another stack comes; the
-    last one when the thread ends."""
+    last one when the thread ends.
+    """
     key = stack_key(paths) if key is None else key
     entry = getattr(_LOCAL, "entry", None)
     if entry is None or entry[0] != key:
@@ -494,7 +286,8 @@ class StackReader:
 
     def read(self, row0: int, nrows: int, out: np.ndarray | None = None) -> np.ndarray:
         """Rows ``row0 .. row0+nrows`` of every tile as a (dates, nrows, cols) float32 array
-        (filled in place when ``out`` is given)."""
+        (filled in place when ``out`` is given).
+        """
         import rasterio
         from rasterio.windows import Window
 
