@@ -97,7 +97,7 @@ class Accumulator:
         self.s = np.empty(shape, np.float64)
         self.ss = np.empty(shape, np.float64)
         self._tmp = np.empty(shape, np.float64)
-        self.count = np.empty(shape, np.int64) if nan_aware else 0
+        self.count: Any = np.empty(shape, np.int64) if nan_aware else 0  # per pixel, or all
         self.reset()
 
     def reset(self) -> None:

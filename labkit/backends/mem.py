@@ -89,11 +89,12 @@ def compute(stack: TileStack, opts: RunOptions) -> Result:
         mean, std = np.empty((rows, cols), np.float32), np.empty((rows, cols), np.float32)
         mean.fill(0.0)
         std.fill(0.0)
-        block = np.ndarray(shape, np.float32, buffer=shm.buf)
+        block: np.ndarray | None = np.ndarray(shape, np.float32, buffer=shm.buf)
         records = []
         try:
             for i, (r0, f) in enumerate(zip(starts, futures, strict=True)):
                 records.append(f.result())
+                assert block is not None
                 mean[r0:r0 + br] = block[n, r0:r0 + br]
                 std[r0:r0 + br] = block[n + 1, r0:r0 + br]
                 if opts.progress:

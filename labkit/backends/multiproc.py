@@ -68,7 +68,8 @@ def reduce_dates(paths: list[Path], nan_aware: bool
 
 
 def _per_file(stack: TileStack, s: Session, workers: int, nan_aware: bool,
-              progress: Callable[[int, int], None] | None) -> tuple[Partial, list, float, int]:
+              progress: Callable[[int, int], None] | None
+              ) -> tuple[Partial, list, float, int]:
     acc = Accumulator((stack.rows, stack.cols), nan_aware=nan_aware)
     pending: deque[Future] = deque()
     todo = iter(stack.paths)
@@ -100,7 +101,7 @@ def _per_file(stack: TileStack, s: Session, workers: int, nan_aware: bool,
 
 
 def _partitioned(stack: TileStack, s: Session, workers: int, nan_aware: bool,
-                 progress: Callable[[int, int], None] | None) -> tuple[Partial, list, float]:
+                 progress: Callable[[int, int], None] | None) -> tuple[Partial, list, int]:
     chunks = [list(c) for c in np.array_split(np.arange(stack.n_dates), workers) if len(c)]
     futures = [s.submit(reduce_dates, [stack.paths[i] for i in c], nan_aware) for c in chunks]
     records: list[tuple[int, float, float]] = []
@@ -133,7 +134,7 @@ def compute(stack: TileStack, opts: RunOptions) -> Result:
             total, records, t_parent, nbytes = _per_file(stack, s, workers, nan_aware, progress)
         else:
             total, records, nbytes = _partitioned(stack, s, workers, nan_aware, progress)
-            t_parent = 0.0
+            t_parent = 0.0  # the parent only merges
         t1 = time.perf_counter()
         mean, std = finalize(total, opts.ddof, opts.min_count)
         t2 = time.perf_counter()

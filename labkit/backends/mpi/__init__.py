@@ -34,9 +34,7 @@ def compute(stack: TileStack, opts: RunOptions) -> Result:
     Under ``mpiexec`` or with a cluster ``opts.pool``, ``opts.workers`` must be 1 (the
     default: every rank/engine) or the world size / engine count.
     """
-    split = opts.split or "rows"
-    args = {"split": split, "block_rows": opts.block_rows, "ddof": opts.ddof,
-            "min_count": opts.min_count, "kernel": opts.kernel}
+    split, br, mc, kernel = opts.split or "rows", opts.block_rows, opts.min_count, opts.kernel
     if opts.pool is not None:
         from labkit.backends.mpi.engines import run_on_engines
 
@@ -44,7 +42,8 @@ def compute(stack: TileStack, opts: RunOptions) -> Result:
         if n is not None and opts.workers not in (1, n):
             raise LabError(f"workers={opts.workers} but the MPI cluster has {n} engines: pass "
                            f"workers={n} (or leave it out) or start a cluster of {opts.workers}")
-        return run_on_engines(opts.pool, stack, **args)
+        return run_on_engines(opts.pool, stack, split=split, block_rows=br, ddof=opts.ddof,
+                              min_count=mc, kernel=kernel)
     size = world_size()
     if size > 1:
         if opts.workers not in (1, size):
@@ -53,7 +52,8 @@ def compute(stack: TileStack, opts: RunOptions) -> Result:
     elif opts.workers > 1:
         from labkit.backends.mpi.launcher import launch
 
-        result = launch(stack, opts.workers, **args)
+        result = launch(stack, opts.workers, split=split, block_rows=br, ddof=opts.ddof,
+                        min_count=mc, kernel=kernel)
         if opts.progress:
             opts.progress(1, 1)
         return result
@@ -61,4 +61,5 @@ def compute(stack: TileStack, opts: RunOptions) -> Result:
 
     from labkit.backends.mpi.spmd import spmd
 
-    return spmd(MPI.COMM_WORLD, stack, progress=opts.progress, **args)
+    return spmd(MPI.COMM_WORLD, stack, split=split, block_rows=br, ddof=opts.ddof,
+                min_count=mc, progress=opts.progress, kernel=kernel)

@@ -109,7 +109,8 @@ def gather_dates(comm: Any, stack: TileStack, part: Partial, ddof: int,
     nan_aware = min_count is not None
     root = comm.rank == 0
     arrays = [part.mean, part.m2] + ([part.count] if nan_aware else [])
-    recv = [np.empty((size, rows, cols), a.dtype) if root else None for a in arrays]
+    recv: list[Any] = [np.empty((size, rows, cols), a.dtype) if root else None
+                       for a in arrays]
     for a, r in zip(arrays, recv, strict=True):
         comm.Gather(a, r, root=0)
     if not root:
@@ -169,13 +170,15 @@ def spmd(comm: Any, src: TileStack | str | os.PathLike[str] | Sequence[Any], *,
     t_start = time.perf_counter()
     rank, size = comm.rank, comm.size
     times = {"startup": 0.0, "read": 0.0, "compute": 0.0, "bytes_read": 0}
-    br, error, local = block_rows or 0, None, None
+    br = block_rows or 0
+    error: str | None = None
+    local: Any = None  # this rank's maps (rows) or partial (dates)
     stack: TileStack | None = src if isinstance(src, TileStack) else None
     try:  # 1. local work: this rank's rows or dates
         if split not in SPLITS:
             raise LabError(f"unknown split {split!r} for mpi: valid are {', '.join(SPLITS)}")
         if stack is None:
-            stack = open_stack(src if isinstance(src, (str, os.PathLike)) else list(src))
+            stack = open_stack(src if isinstance(src, (str, os.PathLike)) else list(src))  # type: ignore[arg-type]
         br = block_rows or io_block_rows(stack.n_dates, stack.cols)
         prog = progress if rank == 0 else None
         if split == "rows":
