@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -213,3 +215,15 @@ def test_property_date_split_within_one_ulp(x, data):
     got = merged(x, [c for c in cuts if 0 < c < n], ddof, min_count)
     for a, b in zip(got, seq, strict=True):
         assert_within_ulp(a, b)
+
+
+def test_one_shot_kernel_only_chooses(monkeypatch):
+    """The choice is returned (the run passes it to its workers), not put in os.environ."""
+    monkeypatch.delenv("LABKIT_KERNEL", raising=False)
+    before = dict(os.environ)
+    assert stats.one_shot_kernel(10) in ("numba", "numpy")
+    assert dict(os.environ) == before
+    x = np.random.default_rng(1).gamma(1.0, 1.0, (4, 5, 6)).astype(np.float32)
+    a = stats.reduce_stack(x, kernel="numpy")
+    b = stats.reduce_stack(x, kernel="numba")
+    assert all(np.array_equal(p, q, equal_nan=True) for p, q in zip(a, b, strict=True))

@@ -17,6 +17,7 @@ import pytest
 import rasterio
 from rasterio.transform import Affine
 
+from labkit.backends import compute
 from labkit.cli import main
 from labkit.io import read_tile, write_geotiff
 from labkit.sysinfo import INFO_KEYS, system_info
@@ -215,6 +216,19 @@ def test_bad_options(src, tmp_path, args, fragments):
     p = labkit("run", backend, src, tmp_path / "m.tif", tmp_path / "s.tif", *rest)
     assert_one_line_error(p, *fragments)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("backend", ["mem", "threads"])
+def test_run_passes_its_choices_without_the_environment(src, tmp_path, monkeypatch, backend):
+    """The kernel a one-shot run chooses reaches its workers as an argument: the run
+    leaves os.environ as it found it."""
+    monkeypatch.delenv("LABKIT_KERNEL", raising=False)
+    before = dict(os.environ)
+    rc = main(["run", backend, str(src), str(tmp_path / "m.tif"), str(tmp_path / "s.tif"),
+               "--workers", "2", "--quiet"])
+    assert rc == 0 and dict(os.environ) == before
+    assert np.array_equal(read_tile(tmp_path / "m.tif"),
+                          compute("sequential", src).mean, equal_nan=True)
 
 
 def test_misspelt_option_is_one_line(src, tmp_path):
