@@ -70,12 +70,43 @@ def write_failed(target: Path) -> LabError:
 def atomic_outputs(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
     """Yield temporary paths beside ``paths``; on success rename each onto its target.
 
-    On any error (including Ctrl-C) the temporaries are removed and the targets are left
-    as they were; the renames themselves are never cut in half by a Ctrl-C
-    (:func:`labkit.interrupts.commit`). Outputs get the usual permissions (``0o666``
-    minus the umask), not the temporaries' ``0o600``.
+    The targets are checked first (:func:`check_writable`). On any error (including
+    Ctrl-C) the temporaries are removed and the targets are left as they were; the
+    renames themselves are never cut in half by a Ctrl-C (:func:`labkit.interrupts.commit`).
+    Outputs get the usual permissions (``0o666`` minus the umask), not the temporaries'
+    ``0o600``.
     """
-    targets = [check_writable(p) for p in paths]
+    with _replacing([check_writable(p) for p in paths]) as temps:
+        yield temps
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (its folder made if missing); when the
+    ``with`` body ends without error it is renamed onto ``path``, else removed.
+
+    For writers that want a file name (``savefig``, rasterio, ``csv``); like
+    :func:`atomic_outputs` for one file, without checking the target beforehand.
+
+    Raises
+    ------
+    LabError
+        The folder cannot be created.
+    """
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LabError(f"cannot create folder {p.parent}: {exc.strerror}") from None
+    with _replacing([p]) as (tmp,):
+        yield tmp
+
+
+@contextlib.contextmanager
+def _replacing(targets: Sequence[Path]) -> Iterator[list[Path]]:
+    """The one place files are replaced: a temporary beside each target, renamed onto
+    it when the body ends without error (all or none), removed otherwise.
+    """
     temps: list[Path] = []
     try:
         for t in targets:
@@ -95,38 +126,6 @@ def atomic_outputs(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Pat
         for tmp in temps:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-
-
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (its folder made if missing); when the
-    ``with`` body ends without error it is renamed onto ``path``, else removed.
-
-    For writers that want a file name (``savefig``, rasterio, ``csv``); the file gets
-    the usual ``0666 & ~umask`` mode.
-
-    Raises
-    ------
-    LabError
-        The folder cannot be created.
-    """
-    p = Path(path)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LabError(f"cannot create folder {p.parent}: {exc.strerror}") from None
-    fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        default_mode(tmp)
-        os.replace(tmp, p)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
