@@ -26,8 +26,8 @@ from labkit.bench import (
     run_command,
     time_command,
     timed,
-    write_text_atomic,
 )
+from labkit.io import write_text_atomic
 
 __all__ = [
     "FORBIDDEN_IMPORTS",

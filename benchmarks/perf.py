@@ -51,8 +51,8 @@ from _perf_cases import (  # noqa: E402
 )
 from _perf_parallel import measure_parallel  # noqa: E402
 
-from labkit.bench import write_text_atomic  # noqa: E402
 from labkit.errors import LabError  # noqa: E402
+from labkit.io import write_text_atomic  # noqa: E402
 
 GROUPS = ("kernel", "process", "parallel", "prep", "startup", "prefetch")
 

@@ -15,13 +15,13 @@ import sys
 from importlib import metadata
 from typing import Any
 
-__all__ = ["INFO_KEYS", "THREAD_ENV_VARS", "mpi_library_version", "system_info"]
+from labkit.config import THREAD_ENV_VARS
+
+__all__ = ["INFO_KEYS", "mpi_library_version", "system_info"]
 
 INFO_KEYS = ("host", "os", "python", "cpu_model", "cores_physical", "cores_logical",
              "mem_total_gib", "mem_available_gib", "mpi_library", "numpy", "rasterio", "gdal",
              "mpi4py", "ipyparallel", "numba", "threads_env", "threadpools")
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                   "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS")
 _GIB = 2.0**30  # bytes
 _MPI_QUERY = ("import mpi4py; mpi4py.rc.initialize = False; mpi4py.rc.finalize = False; "
               "from mpi4py import MPI; print(MPI.Get_library_version())")

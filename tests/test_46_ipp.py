@@ -1,4 +1,4 @@
-"""Layer 4: the MPI backend on ipyparallel MPI engines (labkit.cluster).
+"""Layer 4: the MPI backend on ipyparallel MPI engines (labkit.backends.mpi.engines).
 
 One 2-engine cluster is started for the module, used for both splits (rows: bitwise
 equal to sequential; dates: within 1 float32 ulp), survives bad input, and is stopped by
@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from labkit.backends import compute
-from labkit.cluster import MpiCluster, start_cluster
+from labkit.backends.mpi.engines import MpiCluster, start_cluster
 from labkit.errors import LabError
 from labkit.io import write_geotiff
 

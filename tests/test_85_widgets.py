@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -158,8 +156,8 @@ def test_errors_are_shown_in_the_panel_and_it_stays_usable(lab, tmp_path, monkey
 
 
 class FakeCluster:
-    """Stands in for labkit.cluster.MpiCluster: runs the sequential backend (reached, as
-    the real one, through ``compute("mpi", pool=cluster)`` and ``run_on_engines``)."""
+    """Stands in for labkit.backends.mpi.engines.MpiCluster: runs the sequential backend
+    (reached, as the real one, through ``compute("mpi", pool=cluster)`` and ``run_on_engines``)."""
 
     started: list[int] = []
     stopped: list[int] = []
@@ -190,13 +188,11 @@ class FakeCluster:
 @pytest.fixture
 def fake_cluster(monkeypatch):
     FakeCluster.started, FakeCluster.stopped, FakeCluster.fail = [], [], False
-    module = types.ModuleType("labkit.cluster")
-    module.start_cluster = lambda n, timeout=60: FakeCluster(n)  # type: ignore[attr-defined]
-    module.run_on_engines = lambda pool, stack, **kw: pool.run(stack, **kw)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "labkit.cluster", module)
-    from labkit.backends.mpi import engines  # where compute("mpi", pool=...) finds it
+    from labkit.backends.mpi import engines  # where the panel and compute("mpi") find them
 
-    monkeypatch.setattr(engines, "run_on_engines", module.run_on_engines)
+    monkeypatch.setattr(engines, "start_cluster", lambda n, timeout=60: FakeCluster(n))
+    monkeypatch.setattr(engines, "run_on_engines",
+                        lambda pool, stack, **kw: pool.run(stack, **kw))
     return FakeCluster
 
 

@@ -13,7 +13,6 @@ One module per job:
   course's ``tiempos.tsv``.
 * :mod:`~labkit.bench.summary`: medians and spread per configuration.
 * :mod:`~labkit.bench.runner`: ``labkit bench`` (:func:`run_bench`).
-* :mod:`~labkit.bench.files`: whole-or-nothing text files.
 
 Every public name is importable from ``labkit.bench`` itself.
 """
@@ -21,7 +20,6 @@ Every public name is importable from ``labkit.bench`` itself.
 from __future__ import annotations
 
 from labkit.bench.course import COURSE_NAMES, course_script, read_and_sum, write_course_tsv
-from labkit.bench.files import default_mode, write_text_atomic
 from labkit.bench.floors import kernel_rates, measure_floors
 from labkit.bench.harness import (
     alternate,
@@ -63,7 +61,6 @@ __all__ = [
     "append_csv",
     "compare_prefetch",
     "course_script",
-    "default_mode",
     "describe_prefetch",
     "forced_kernel",
     "format_table",
@@ -90,5 +87,4 @@ __all__ = [
     "timed",
     "variant_name",
     "write_course_tsv",
-    "write_text_atomic",
 ]

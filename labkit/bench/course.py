@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from labkit.bench.files import write_text_atomic
 from labkit.bench.schema import FLOOR_BACKENDS
 from labkit.bench.summary import summarize
+from labkit.io import write_text_atomic
 
 __all__ = ["COURSE_NAMES", "course_script", "read_and_sum", "write_course_tsv"]
 

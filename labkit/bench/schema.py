@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from labkit.bench.files import default_mode
 from labkit.errors import LabError
+from labkit.io import default_mode
 
 __all__ = [
     "CSV_COLUMNS",

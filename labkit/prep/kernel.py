@@ -127,11 +127,12 @@ def multilook(intensity: np.ndarray, looks: int | Sequence[int] = (4, 4)) -> np.
 
 def c_module() -> ModuleType | None:
     """The compiled :mod:`labkit._prepkernel`, or None when it is not built."""
+    import importlib
+
     try:
-        from labkit import _prepkernel
+        return importlib.import_module("labkit._prepkernel")
     except ImportError:
         return None
-    return _prepkernel
 
 
 def kernel_name() -> str:

@@ -2,8 +2,8 @@
 
 Every step is the function the rest of labkit already uses: tiles from
 :func:`labkit.prep.ensure_tiles`; pools from :func:`labkit.backends.make_pool` and
-:func:`labkit.cluster.start_cluster`, kept across runs; timing (warm-up, repeats, max |Δ|
-against the sequential reference) by :func:`labkit.bench.time_backend`, as ``labkit
+:func:`labkit.backends.mpi.engines.start_cluster`, kept across runs; timing (warm-up,
+repeats, max |Δ| against the sequential reference) by :func:`labkit.bench.time_backend`, as ``labkit
 bench`` does; CSV rows and medians by :func:`labkit.bench.row_from_result`,
 :func:`labkit.bench.append_csv` and :func:`labkit.bench.summarize`.
 
@@ -384,7 +384,7 @@ class MpiController(RunController):
         if self.cluster is not None and self._n == workers:
             return self.cluster, "reused"
         self.stop()
-        from labkit.cluster import start_cluster
+        from labkit.backends.mpi.engines import start_cluster
 
         self.notify(f"starting {workers} MPI engine(s)…")
         self.engines_note(f"engines: starting {workers}…")
@@ -483,28 +483,21 @@ class PrepController:
         -------
         labkit.prep.PrepSummary
         """
-        from labkit import prep
-        from labkit.paths import data_dir
-        from labkit.sar import synth
+        from labkit.prep import prep_preset
 
         step = progress or (lambda _done, _total: None)
-        step(0, 2)
-        base = (self.root if self.root is not None else data_dir()) / self.preset
-        self.notify(f"synthesizing the {self.preset} SLC stack if missing…")
-        slc = synth.write_stack(base / "slc", self.preset, progress=False)
-        looks = tuple(synth.read_manifest(slc)["looks"])
-        step(1, 2)
-        self.notify(f"preparing {tile}×{tile} tiles with {jobs} job(s)…")
-        dest = base / f"intens_{tile}x{tile}"
-        summary = prep.prep_stack(slc, dest, (tile, tile, 0, 0), looks, jobs=jobs,
-                                  progress=False)
+        step(0, 1)
+        self.notify(f"preparing {tile}×{tile} tiles with {jobs} job(s) (the {self.preset} "
+                    "SLC stack is synthesized first if missing)…")
+        dest, summary = prep_preset(self.preset, tile, root=self.root, jobs=jobs,
+                                    progress=False)
         self.last_result = summary
         self.runs.append({
             "run": len(self.runs) + 1, "tile": f"{tile}×{tile}", "workers": jobs,
             "n_dates": summary.n_dates, "mb_read": summary.bytes_read / 1e6,
             "seconds": summary.seconds, "mb_per_s": summary.mb_per_s, "folder": str(dest),
         })
-        step(2, 2)
+        step(1, 1)
         self.notify(f"done: {summary.n_dates} tiles in {dest} "
                     f"({summary.mb_per_s:.0f} MB/s of SLC)")
         return summary

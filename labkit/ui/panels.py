@@ -212,7 +212,7 @@ class ControlPanel(Panel):
 class MpiPanel(ControlPanel):
     """The MPI backend on ipyparallel MPI engines started from the workers slider.
 
-    Run starts ``workers`` engines with :func:`labkit.cluster.start_cluster` (or reuses
+    Run starts ``workers`` engines with :func:`labkit.backends.mpi.engines.start_cluster` (or reuses
     the running cluster when the number is unchanged), times 1 warm-up + ``repeats`` runs
     on them, shows per-rank timings and the equivalent ``mpiexec`` command. Stop (and
     :meth:`close`) stops the engines; a failed run stops them too.
@@ -263,7 +263,7 @@ class MpiPanel(ControlPanel):
 
     @property
     def cluster(self) -> Any:
-        """The running :class:`labkit.cluster.MpiCluster` (None when none runs)."""
+        """The running :class:`labkit.backends.mpi.engines.MpiCluster` (None when none runs)."""
         return self.controller.cluster
 
     def buttons(self) -> list[w.Widget]:

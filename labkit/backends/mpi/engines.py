@@ -367,8 +367,9 @@ def run_on_engines(pool: Any, stack: TileStack, *, split: str = "rows",
         with contextlib.suppress(psutil.Error):
             engine_procs = [psutil.Process(pid) for _, _, pid in view.apply_sync(_engine_info)]
     else:
-        raise LabError(f"pool for mpi must be an MpiCluster from labkit.cluster.start_cluster "
-                       f"or an ipyparallel Client, got {type(pool).__name__}")
+        raise LabError(f"pool for mpi must be an MpiCluster from start_cluster (labkit."
+                       f"backends.mpi.engines) or an ipyparallel Client, got "
+                       f"{type(pool).__name__}")
     paths = [str(p) for p in stack.paths]
     failure: str | None = None
     try:
