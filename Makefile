@@ -8,7 +8,7 @@ export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: help venv test test-e2e lint lab data report bench bench-perf clean
+.PHONY: help venv test test-e2e test-cluster lint lab data report bench bench-perf clean
 
 help:
 	@echo "make report  - run the whole lab and write reports/informe.html"
@@ -42,6 +42,12 @@ test-e2e: $(VENV)/.e2e-installed
 	test -x /usr/bin/chromium || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	$(BIN)/python -m pytest -q -m e2e tests/e2e
+
+# A real one-node SLURM cluster on this machine (Debian's slurm-wlm and munge, installed here if
+# missing: needs root, as in CI), all under a temporary folder and stopped on any exit: the job
+# script data_prep/slurm/labkit_mpi.sbatch against sequential, ipyparallel engines under SLURM
+test-cluster: $(STAMP)
+	tests/cluster/run_slurm_test.sh
 
 # Loopback only, token authentication on (a random token unless JUPYTER_TOKEN is set; the
 # URL with the token is printed). Terminals get the venv first on PATH (labkit, mpiexec).
