@@ -43,7 +43,7 @@ def _children() -> dict[int, str]:
 
 def _reap() -> list[tuple[int, int]]:
     """Reap every exited child now; [(pid, wait status)]."""
-    reaped = []
+    reaped: list[tuple[int, int]] = []
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
