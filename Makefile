@@ -28,7 +28,8 @@ $(STAMP): pyproject.toml labkit/_prepkernel.c
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check labkit tests data_prep
+	$(BIN)/ruff check labkit tests data_prep benchmarks
+	$(BIN)/mypy
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
