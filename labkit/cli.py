@@ -126,6 +126,18 @@ def looks_spec(text: str) -> tuple[int, int]:
     return values[0], values[1]
 
 
+def filter_spec(text: str) -> object:
+    """Argparse type: a filter spec, ``none``, ``lee:K`` or ``lee:K:ENL``
+    (:func:`labkit.filters.parse_filter`).
+    """
+    from labkit.filters import parse_filter
+
+    try:
+        return parse_filter(text)
+    except LabError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def size_spec(text: str) -> tuple[int, int]:
     """Argparse type: ``LINESxSAMPLES`` (each ≥ 1)."""
     try:
@@ -177,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--block-rows", type=positive_int, default=None, help="rows per block")
     s.add_argument("--ddof", type=non_negative_int, default=0, help="0 population, 1 sample")
     s.add_argument("--min-count", type=positive_int, default=None, help="NaN-aware: min dates")
+    s.add_argument("--filter", type=filter_spec, default=None,
+                   help="Lee speckle filter on every date first: lee:K or lee:K:ENL (K odd, "
+                        "3..31; ENL default: the tiles' looks, e.g. 16 for 4x4)")
     s.add_argument("--quiet", action="store_true", help="print nothing on success")
 
     s = sub.add_parser("verify", help="compare two GeoTIFFs: max |Δ|; exit 1 above tolerance")
@@ -272,7 +287,7 @@ def _run(args: argparse.Namespace) -> int:
     result = run(backend, stack, args.mean, args.std,
                  workers=args.workers or default_workers(backend), strategy=strategy,
                  split=split, block_rows=args.block_rows, ddof=args.ddof,
-                 min_count=args.min_count, kernel=kernel)
+                 min_count=args.min_count, kernel=kernel, filter=args.filter)
     if result.meta.get("rank", 0) == 0 and not args.quiet:
         print(summary_line(result, (args.mean, args.std)), flush=True)
     return 0

@@ -54,11 +54,13 @@ def compute(backend: str, src: str | Path | TileStack, options: RunOptions | Non
         The intensity tiles.
     options : RunOptions, optional
         How to run (workers, strategy, split, block_rows, ddof, min_count, pool,
-        progress, prefetch, kernel; see :class:`RunOptions`).
+        progress, prefetch, kernel, filter; see :class:`RunOptions`).
     **keywords
         The same fields as keywords (they override ``options``): ``workers=2``. An
         unknown one is a LabError that names it.
     """
+    from labkit.backends._filtering import warm_up as load_filter
+    from labkit.backends._filtering import with_enl
     from labkit.stats import check_ddof, warm_up
 
     opts = options_from(options, keywords)
@@ -68,9 +70,11 @@ def compute(backend: str, src: str | Path | TileStack, options: RunOptions | Non
     check_ddof(opts.ddof, stack.n_dates)
     if opts.min_count is not None and not 1 <= opts.min_count <= stack.n_dates:
         raise LabError(f"min_count={opts.min_count} out of range: valid is 1..{stack.n_dates}")
+    opts = options_from(opts, {"filter": with_enl(opts.filter, stack)})  # the tiles' looks
     module = importlib.import_module(BACKENDS[backend][0])
     in_process = backend in ("sequential", "threads")
-    jit_s = warm_up(opts.min_count, opts.kernel) if in_process else 0.0
+    jit_s = (warm_up(opts.min_count, opts.kernel) + load_filter(opts.filter)
+             if in_process else 0.0)
     t0 = time.perf_counter()
     result: Result = module.compute(stack, opts)
     result.timings["wall"] = time.perf_counter() - t0
@@ -80,7 +84,7 @@ def compute(backend: str, src: str | Path | TileStack, options: RunOptions | Non
     result.meta.update(
         backend=backend, strategy=strategy, split=split, workers=opts.workers,
         ddof=opts.ddof, min_count=opts.min_count, n_dates=stack.n_dates, rows=stack.rows,
-        cols=stack.cols,
+        cols=stack.cols, filter=opts.filter.spec if opts.filter else None,
     )
     result.meta.setdefault("block_rows", opts.block_rows)
     return result

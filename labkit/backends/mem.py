@@ -7,7 +7,9 @@ slab of every date straight into it (the stack is still read from disk once, int
 but by all workers at once), runs :func:`labkit.stats.reduce_stack` on those rows and
 writes into the output planes, so no big array is ever pickled. One task per worker by
 default. Splitting by rows keeps every pixel's arithmetic unchanged: the result is
-bitwise identical to sequential.
+bitwise identical to sequential. With a Lee filter each worker reads its rows with their
+K//2 halo rows (from the files: the neighbours' rows in the block may not be there yet)
+and stores the filtered dates in the block.
 
 With a pool given (``make_pool("mem", n)``) the block is kept with the pool and reused
 by the next runs while it is big enough (and the workers keep it attached and their tiles
@@ -28,11 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+from labkit.backends._filtering import filtered, read_with_halo
 from labkit.backends._result import Result
 from labkit.backends._session import session
 from labkit.backends._shm import attach, check_fits, run_block
 from labkit.backends._timing import phase_timings
 from labkit.backends.options import RunOptions
+from labkit.filters import LeeFilter
 from labkit.io import TileStack, cached_reader, stack_key
 from labkit.stats import reduce_stack
 
@@ -40,19 +44,26 @@ __all__ = ["check_fits", "compute", "read_reduce"]
 
 
 def read_reduce(name: str, shape: tuple[int, int, int], paths: list[Path], key: tuple,
-                r0: int, r1: int, ddof: int, min_count: int | None, kernel: str | None
-                ) -> tuple[int, float, float]:
+                r0: int, r1: int, ddof: int, min_count: int | None, kernel: str | None,
+                filt: LeeFilter | None = None) -> tuple[int, float, float]:
     """Worker task: read rows ``r0:r1`` of every date into block ``name``, reduce them
     into its output planes. Returns (pid, read seconds, compute seconds).
 
     ``key`` is :func:`labkit.io.stack_key` of ``paths`` (the worker keeps its tiles open
-    while it matches); ``kernel`` the run's statistics kernel.
+    while it matches); ``kernel`` the run's statistics kernel; ``filt`` the Lee filter
+    (the rows are read with their halo and stored filtered).
     """
     t0 = time.perf_counter()
     block = attach(name, shape)
     n = shape[0] - 2
-    cached_reader(paths, key).read(r0, r1 - r0, out=block[:n, r0:r1])
+    reader = cached_reader(paths, key)
+    if filt:
+        raw, halo = read_with_halo(reader, r0, r1 - r0, filt)
+    else:
+        reader.read(r0, r1 - r0, out=block[:n, r0:r1])
     t1 = time.perf_counter()
+    if filt:
+        block[:n, r0:r1] = filtered(raw, filt, halo)
     # the whole C-contiguous dates block with a row range, not a strided row slice:
     # the fused kernel vectorises only over contiguous arrays
     reduce_stack(block[:n], rows=(r0, r1), ddof=ddof, min_count=min_count, kernel=kernel,
@@ -82,7 +93,8 @@ def compute(stack: TileStack, opts: RunOptions) -> Result:
             session(opts.pool, "process", opts.workers, opts.kernel) as s:
         t0 = time.perf_counter()
         futures = [s.submit(read_reduce, shm.name, shape, stack.paths, key, r0,
-                            min(rows, r0 + br), opts.ddof, opts.min_count, opts.kernel)
+                            min(rows, r0 + br), opts.ddof, opts.min_count, opts.kernel,
+                            opts.filter)
                    for r0 in starts]
         # while the workers run: fault the result arrays in (zeros), then copy each slab
         # out as soon as it is done

@@ -9,6 +9,9 @@
     back one :class:`~labkit.stats.Partial` (count, mean, M2); the parent merges them in
     chunk order with :func:`~labkit.stats.merge` (within 1 float32 ulp of sequential).
 
+With a Lee filter (``opts.filter``) every worker filters each whole date it reads before
+it is added (timed as ``compute``).
+
 Timings (seconds): ``read`` and ``compute`` are those of the busiest worker (for
 per-file, ``compute`` is the parent's accumulation); ``merge`` is the rest of the run's
 wall time after start-up: sending images/partials between processes, waiting, merging.
@@ -25,26 +28,35 @@ from pathlib import Path
 
 import numpy as np
 
+from labkit.backends._filtering import filtered_image
 from labkit.backends._result import Result
 from labkit.backends._session import Session, session
 from labkit.backends._timing import critical_path
 from labkit.backends.options import RunOptions
+from labkit.filters import LeeFilter
 from labkit.io import TileStack, read_tile
 from labkit.stats import Accumulator, Partial, finalize, merge
 
 __all__ = ["compute", "read_date", "reduce_dates"]
 
 
-def read_date(path: Path) -> tuple[np.ndarray, int, float]:
-    """Worker task (per-file): read one whole tile. Returns (image, pid, read seconds)."""
+def read_date(path: Path, filt: LeeFilter | None = None
+              ) -> tuple[np.ndarray, int, float, float]:
+    """Worker task (per-file): read one whole tile (Lee-filtered with ``filt``).
+
+    Returns (image, pid, read seconds, filter seconds).
+    """
     t0 = time.perf_counter()
     image = read_tile(path)
-    return image, os.getpid(), time.perf_counter() - t0
+    t1 = time.perf_counter()
+    image = filtered_image(image, filt)
+    return image, os.getpid(), t1 - t0, time.perf_counter() - t1
 
 
-def reduce_dates(paths: list[Path], nan_aware: bool
+def reduce_dates(paths: list[Path], nan_aware: bool, filt: LeeFilter | None = None
                  ) -> tuple[Partial, int, float, float, int]:
-    """Worker task (partitioned): accumulate a chunk of dates.
+    """Worker task (partitioned): accumulate a chunk of dates (each Lee-filtered with
+    ``filt``).
 
     Returns (partial, pid, read seconds, compute seconds, bytes read).
     """
@@ -55,12 +67,13 @@ def reduce_dates(paths: list[Path], nan_aware: bool
         t0 = time.perf_counter()
         x = read_tile(p)
         t1 = time.perf_counter()
+        nbytes += x.nbytes
+        x = filtered_image(x, filt)
         if acc is None:
             acc = Accumulator(x.shape, nan_aware=nan_aware)
         acc.add(x)
         t_read += t1 - t0
         t_compute += time.perf_counter() - t1
-        nbytes += x.nbytes
     assert acc is not None
     t0 = time.perf_counter()
     part = acc.partial()
@@ -68,7 +81,7 @@ def reduce_dates(paths: list[Path], nan_aware: bool
 
 
 def _per_file(stack: TileStack, s: Session, workers: int, nan_aware: bool,
-              progress: Callable[[int, int], None] | None
+              progress: Callable[[int, int], None] | None, filt: LeeFilter | None
               ) -> tuple[Partial, list, float, int]:
     acc = Accumulator((stack.rows, stack.cols), nan_aware=nan_aware)
     pending: deque[Future] = deque()
@@ -77,19 +90,19 @@ def _per_file(stack: TileStack, s: Session, workers: int, nan_aware: bool,
     t_add = 0.0
     nbytes = 0
     for p in todo:  # keep at most 2 images per worker in flight
-        pending.append(s.submit(read_date, p))
+        pending.append(s.submit(read_date, p, filt))
         if len(pending) >= 2 * workers:
             break
     done = 0
     while pending:
-        image, pid, t_read = pending.popleft().result()  # date order
+        image, pid, t_read, t_filter = pending.popleft().result()  # date order
         nxt = next(todo, None)
         if nxt is not None:
-            pending.append(s.submit(read_date, nxt))
+            pending.append(s.submit(read_date, nxt, filt))
         t0 = time.perf_counter()
         acc.add(image)
         t_add += time.perf_counter() - t0
-        records.append((pid, t_read, 0.0))
+        records.append((pid, t_read, t_filter))
         nbytes += image.nbytes
         done += 1
         if progress:
@@ -101,9 +114,11 @@ def _per_file(stack: TileStack, s: Session, workers: int, nan_aware: bool,
 
 
 def _partitioned(stack: TileStack, s: Session, workers: int, nan_aware: bool,
-                 progress: Callable[[int, int], None] | None) -> tuple[Partial, list, int]:
+                 progress: Callable[[int, int], None] | None, filt: LeeFilter | None
+                 ) -> tuple[Partial, list, int]:
     chunks = [list(c) for c in np.array_split(np.arange(stack.n_dates), workers) if len(c)]
-    futures = [s.submit(reduce_dates, [stack.paths[i] for i in c], nan_aware) for c in chunks]
+    futures = [s.submit(reduce_dates, [stack.paths[i] for i in c], nan_aware, filt)
+               for c in chunks]
     records: list[tuple[int, float, float]] = []
     nbytes = 0
     total: Partial | None = None
@@ -131,9 +146,11 @@ def compute(stack: TileStack, opts: RunOptions) -> Result:
     with session(opts.pool, "process", workers, opts.kernel) as s:
         t0 = time.perf_counter()
         if strategy == "per-file":
-            total, records, t_parent, nbytes = _per_file(stack, s, workers, nan_aware, progress)
+            total, records, t_parent, nbytes = _per_file(stack, s, workers, nan_aware, progress,
+                                                         opts.filter)
         else:
-            total, records, nbytes = _partitioned(stack, s, workers, nan_aware, progress)
+            total, records, nbytes = _partitioned(stack, s, workers, nan_aware, progress,
+                                                  opts.filter)
             t_parent = 0.0  # the parent only merges
         t1 = time.perf_counter()
         mean, std = finalize(total, opts.ddof, opts.min_count)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labkit.errors import LabError
+from labkit.filters import LeeFilter, parse_filter
 
 __all__ = ["KERNELS", "RunOptions", "options_from"]
 
@@ -46,6 +47,11 @@ class RunOptions:
     kernel : {"numba", "numpy"}, optional
         The statistics kernel (same bits either way); None: ``LABKIT_KERNEL`` or the
         fused one when Numba is installed (:func:`labkit.stats.kernel_name`).
+    filter : LeeFilter or str, optional
+        Lee speckle filter applied to every date before the statistics: a
+        :class:`~labkit.filters.LeeFilter` or its text form (``"lee:7"``, ``"lee:7:16"``,
+        ``"none"``), parsed by :func:`~labkit.filters.parse_filter`. Without an ENL the
+        tiles' looks are used (see :func:`labkit.backends._filtering.with_enl`).
     """
 
     workers: int = 1
@@ -58,8 +64,11 @@ class RunOptions:
     progress: Callable[[int, int], None] | None = None
     prefetch: bool = False
     kernel: str | None = None
+    filter: LeeFilter | None = None
 
     def __post_init__(self) -> None:
+        # a text spec becomes a LeeFilter (LabError naming the valid specs otherwise)
+        object.__setattr__(self, "filter", parse_filter(self.filter))
         if not isinstance(self.workers, int) or self.workers < 1:
             raise LabError(f"workers must be a whole number ≥ 1, got {self.workers!r}")
         if self.block_rows is not None and (not isinstance(self.block_rows, int)

@@ -4,6 +4,9 @@ With ``prefetch=True`` reading and computing overlap (double buffering, as dolph
 loader does): while a helper thread reduces block i, this thread already reads block i+1
 into the other buffer. The wall time drops from read + compute towards the larger of the
 two; ``compute`` in the timings is then only the time the reader waited for the kernel.
+
+With a Lee filter (``opts.filter``) each block is read with its K//2 halo rows above and
+below, and every date is filtered before the reduction (timed as ``compute``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from labkit.backends._buffers import block_view, io_block_rows
+from labkit.backends._filtering import filtered, read_with_halo
 from labkit.backends._result import Result
 from labkit.backends.options import RunOptions
 from labkit.io import TileStack, cached_reader
@@ -45,8 +49,10 @@ def compute(stack: TileStack, opts: RunOptions) -> Result:
     nbytes = 0
     reader = cached_reader(stack.paths)
 
-    def reduce(block: np.ndarray, r0: int) -> None:
+    def reduce(block: np.ndarray, r0: int, halo: np.ndarray | None) -> None:
         t0 = time.perf_counter()
+        if opts.filter:
+            block = filtered(block, opts.filter, halo)
         n = block.shape[1]
         reduce_stack(block, ddof=opts.ddof, min_count=opts.min_count, kernel=opts.kernel,
                      out=(mean[r0:r0 + n], std[r0:r0 + n]))
@@ -57,17 +63,20 @@ def compute(stack: TileStack, opts: RunOptions) -> Result:
         for i, r0 in enumerate(starts):
             n = min(br, stack.rows - r0)
             buf = buffers[i % len(buffers)]
-            block = block_view(buf, n)
             t0 = time.perf_counter()
-            reader.read(r0, n, out=block)  # meanwhile the helper reduces the previous block
+            halo = None  # meanwhile the helper reduces the previous block
+            if opts.filter:  # a new array, with the K//2 rows above and below
+                block, halo = read_with_halo(reader, r0, n, opts.filter)
+            else:
+                block = reader.read(r0, n, out=block_view(buf, n))
             t1 = time.perf_counter()
             if pending is not None:
                 pending.result()  # its buffer is the one read next
             t2 = time.perf_counter()
             if prefetch:
-                pending = ex.submit(reduce, block, r0)
+                pending = ex.submit(reduce, block, r0, halo)
             else:
-                reduce(block, r0)
+                reduce(block, r0, halo)
             t_read += t1 - t0
             t_wait += t2 - t1
             nbytes += block.nbytes

@@ -5,8 +5,10 @@ own :class:`labkit.io.StackReader`, opened at its first task) and reduces them s
 into its slice of the output arrays. GDAL releases the GIL while it reads and the kernels
 while they compute, so threads overlap I/O and arithmetic without copying anything between
 processes. Blocks are cache-sized (:func:`labkit.backends.io_block_rows`): the kernel reads
-the block back from the cache, not from RAM. Splitting by rows keeps every pixel's
-arithmetic unchanged: the result is bitwise identical to sequential.
+the block back from the cache, not from RAM. With a Lee filter (``opts.filter``) each task
+reads its rows with their K//2 halo rows and filters every date before the reduction.
+Splitting by rows keeps every pixel's arithmetic unchanged: the result is bitwise
+identical to sequential.
 
 Timings (seconds): ``read`` and ``compute`` of the busiest thread; ``merge`` the rest of
 the wall time after start-up (waiting, scheduling, GIL contention).
@@ -22,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from labkit.backends._buffers import io_block_rows, thread_block
+from labkit.backends._filtering import filtered, read_with_halo
 from labkit.backends._result import Result
 from labkit.backends._session import session
 from labkit.backends._timing import phase_timings
 from labkit.backends.options import RunOptions
-from labkit.io import TileStack, read_block, stack_key
+from labkit.io import TileStack, cached_reader, read_block, stack_key
 from labkit.stats import reduce_stack
 
 __all__ = ["compute", "reduce_block"]
@@ -40,22 +43,29 @@ def reduce_block(paths: list[Path], r0: int, n: int, opts: RunOptions,
 
     With ``keep`` the thread keeps its open tiles and block buffer for its next tasks and
     runs (``key``: :func:`labkit.io.stack_key` of ``paths``, taken once per run); without
-    it every task opens the tiles again. Returns (thread id, read seconds, compute
+    it every task opens the tiles again (a filtered task keeps its tiles open but reads a
+    new block with its halo rows). Returns (thread id, read seconds, compute
     seconds, bytes read); does nothing when ``stop`` is set (the run is abandoned).
     """
     tid = threading.get_ident()
     if stop.is_set():
         return tid, 0.0, 0.0, 0
     t0 = time.perf_counter()
-    if keep:
+    halo = None
+    if opts.filter:  # with the K//2 rows above and below
+        block, halo = read_with_halo(cached_reader(paths, key), r0, n, opts.filter)
+    elif keep:
         reader, buf = thread_block(paths, n, key)
         block = reader.read(r0, n, out=buf)
     else:
         block = read_block(paths, r0, n)
+    nbytes = block.nbytes
     t1 = time.perf_counter()
+    if opts.filter:
+        block = filtered(block, opts.filter, halo)
     reduce_stack(block, ddof=opts.ddof, min_count=opts.min_count, kernel=opts.kernel,
                  out=(out[0][r0:r0 + n], out[1][r0:r0 + n]))
-    return tid, t1 - t0, time.perf_counter() - t1, block.nbytes
+    return tid, t1 - t0, time.perf_counter() - t1, nbytes
 
 
 def _rows_per_task(stack: TileStack, workers: int) -> int:

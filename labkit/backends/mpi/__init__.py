@@ -35,6 +35,7 @@ def compute(stack: TileStack, opts: RunOptions) -> Result:
     default: every rank/engine) or the world size / engine count.
     """
     split, br, mc, kernel = opts.split or "rows", opts.block_rows, opts.min_count, opts.kernel
+    filt = opts.filter
     if opts.pool is not None:
         from labkit.backends.mpi.engines import run_on_engines
 
@@ -43,7 +44,7 @@ def compute(stack: TileStack, opts: RunOptions) -> Result:
             raise LabError(f"workers={opts.workers} but the MPI cluster has {n} engines: pass "
                            f"workers={n} (or leave it out) or start a cluster of {opts.workers}")
         return run_on_engines(opts.pool, stack, split=split, block_rows=br, ddof=opts.ddof,
-                              min_count=mc, kernel=kernel)
+                              min_count=mc, kernel=kernel, filter=filt)
     size = world_size()
     if size > 1:
         if opts.workers not in (1, size):
@@ -53,7 +54,7 @@ def compute(stack: TileStack, opts: RunOptions) -> Result:
         from labkit.backends.mpi.launcher import launch
 
         result = launch(stack, opts.workers, split=split, block_rows=br, ddof=opts.ddof,
-                        min_count=mc, kernel=kernel)
+                        min_count=mc, kernel=kernel, filter=filt)
         if opts.progress:
             opts.progress(1, 1)
         return result
@@ -62,4 +63,4 @@ def compute(stack: TileStack, opts: RunOptions) -> Result:
     from labkit.backends.mpi.spmd import spmd
 
     return spmd(MPI.COMM_WORLD, stack, split=split, block_rows=br, ddof=opts.ddof,
-                min_count=mc, progress=opts.progress, kernel=kernel)
+                min_count=mc, progress=opts.progress, kernel=kernel, filter=filt)

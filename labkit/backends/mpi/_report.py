@@ -16,11 +16,16 @@ __all__ = ["rank_record", "rank_result"]
 def rank_record(rank: int, share: tuple[int, int], times: dict[str, float],
                 t_start: float, t_local: float, t_comm: float, t_end: float
                 ) -> dict[str, Any]:
-    """This rank's line of ``meta["per_rank"]``: seconds of each phase, host, pid, share."""
+    """This rank's line of ``meta["per_rank"]``: seconds of each phase, host, pid, share.
+
+    ``merge`` (communicate) includes the halo exchange of a filtered run
+    (``times["exchange"]``).
+    """
     return {
         "rank": rank, "host": socket.gethostname(), "pid": os.getpid(), "share": list(share),
         "startup": times["startup"], "read": times["read"], "compute": times["compute"],
-        "wait": t_comm - t_local, "merge": t_end - t_comm, "wall": t_end - t_start,
+        "wait": t_comm - t_local, "merge": t_end - t_comm + times.get("exchange", 0.0),
+        "wall": t_end - t_start,
         "bytes_read": int(times["bytes_read"]),
     }
 

@@ -37,6 +37,7 @@ from labkit.backends._result import Result
 from labkit.backends.mpi._world import THREAD_ENV, mpiexec_path
 from labkit.config import ENGINE_POLL_S, ENGINE_RUN_TIMEOUT_S, ENGINE_STOP_TIMEOUT_S
 from labkit.errors import Interrupted, LabError
+from labkit.filters import LeeFilter
 from labkit.io import TileStack
 
 __all__ = ["LOOPBACK_ENV", "RUN_TIMEOUT_S", "MpiCluster", "run_on_engines", "start_cluster"]
@@ -60,14 +61,15 @@ def _engine_info() -> tuple[int, int, int]:
 
 
 def _engine_run(paths: list[str], split: str, block_rows: int | None, ddof: int,
-                min_count: int | None, kernel: str | None) -> Result:
+                min_count: int | None, kernel: str | None,
+                filt: LeeFilter | None = None) -> Result:
     """Engine side of a run: the SPMD function on the engines' ``COMM_WORLD``."""
     from mpi4py import MPI
 
     from labkit.backends.mpi.spmd import spmd
 
     return spmd(MPI.COMM_WORLD, paths, split=split, block_rows=block_rows, ddof=ddof,
-                min_count=min_count, kernel=kernel)
+                min_count=min_count, kernel=kernel, filter=filt)
 
 
 class MpiCluster:
@@ -131,7 +133,7 @@ class MpiCluster:
 
     def run(self, src: str | Path | TileStack, *, split: str = "rows",
             block_rows: int | None = None, ddof: int = 0, min_count: int | None = None,
-            timeout: float | None = None) -> Result:
+            timeout: float | None = None, filter: LeeFilter | str | None = None) -> Result:
         """Mean and std of the tiles in ``src`` on the engines (MPI backend).
 
         Parameters
@@ -140,7 +142,7 @@ class MpiCluster:
             The intensity tiles.
         split : {"rows", "dates"}, default "rows"
             Split the work by rows or by dates over the engines.
-        block_rows, ddof, min_count
+        block_rows, ddof, min_count, filter
             As for :func:`labkit.backends.compute`.
         timeout : float, optional
             Seconds before the run is abandoned and the cluster stopped (default
@@ -163,7 +165,7 @@ class MpiCluster:
         self.timeout = old if timeout is None else timeout
         try:
             return compute("mpi", src, workers=self.n, split=split, block_rows=block_rows,
-                           ddof=ddof, min_count=min_count, pool=self)
+                           ddof=ddof, min_count=min_count, pool=self, filter=filter)
         finally:
             self.timeout = old
 
@@ -343,7 +345,8 @@ def _remote_message(exc: Exception) -> str:
 
 def run_on_engines(pool: Any, stack: TileStack, *, split: str = "rows",
                    block_rows: int | None = None, ddof: int = 0,
-                   min_count: int | None = None, kernel: str | None = None) -> Result:
+                   min_count: int | None = None, kernel: str | None = None,
+                   filter: LeeFilter | None = None) -> Result:
     """Run the MPI backend on the engines of ``pool`` (an :class:`MpiCluster`, or an
     ipyparallel ``Client`` / ``Cluster`` whose engines were started with ``mpi``).
 
@@ -373,7 +376,8 @@ def run_on_engines(pool: Any, stack: TileStack, *, split: str = "rows",
     paths = [str(p) for p in stack.paths]
     failure: str | None = None
     try:
-        ar = view.apply_async(_engine_run, paths, split, block_rows, ddof, min_count, kernel)
+        ar = view.apply_async(_engine_run, paths, split, block_rows, ddof, min_count, kernel,
+                              filter)
         deadline = time.monotonic() + timeout
         while not ar.ready():
             dead = [p.pid for p in engine_procs if not alive(p)]

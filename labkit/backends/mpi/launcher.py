@@ -24,6 +24,7 @@ from labkit.backends._group import end_group
 from labkit.backends._result import Result
 from labkit.backends.mpi._world import launcher_free_env, mpiexec_path
 from labkit.errors import Interrupted, LabError
+from labkit.filters import LeeFilter
 from labkit.io import TileStack
 
 __all__ = ["launch", "main", "rank_command"]
@@ -80,11 +81,13 @@ def _run_world(cmd: list[str], workers: int, timeout: float | None) -> float:
 
 def launch(stack: TileStack, workers: int, *, split: str = "rows",
            block_rows: int | None = None, ddof: int = 0, min_count: int | None = None,
-           kernel: str | None = None, timeout: float | None = None) -> Result:
+           kernel: str | None = None, timeout: float | None = None,
+           filter: LeeFilter | None = None) -> Result:
     """Run :func:`~labkit.backends.mpi.spmd.spmd` on ``workers`` fresh ranks.
 
     The ranks run in their own process group with ``*_NUM_THREADS=1``. Ctrl-C or
-    ``timeout`` (s) kill the whole group.
+    ``timeout`` (s) kill the whole group. ``filter``: the Lee filter (its K and ENL go
+    to the ranks as numbers).
 
     Returns
     -------
@@ -98,6 +101,7 @@ def launch(stack: TileStack, workers: int, *, split: str = "rows",
         job.write_text(json.dumps({
             "paths": [str(p) for p in stack.paths], "split": split, "block_rows": block_rows,
             "ddof": ddof, "min_count": min_count, "kernel": kernel, "out": tmp,
+            "filter": None if filter is None else [filter.k, filter.enl],
         }))
         cmd = [mpiexec_path(), "-n", str(workers), *rank_command(job)]
         wall = _run_world(cmd, workers, timeout)
@@ -114,8 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m labkit.backends.mpi JOB.json`` (every rank runs it).
 
     ``JOB.json`` holds ``paths``, ``split``, ``block_rows``, ``ddof``, ``min_count``,
-    ``kernel`` and ``out`` (a folder where rank 0 writes ``mean.npy``, ``std.npy``,
-    ``result.json``). Returns 0, or 2 after rank 0 printed one ``labkit: error:`` line.
+    ``kernel``, ``filter`` (null or [K, ENL]) and ``out`` (a folder where rank 0 writes
+    ``mean.npy``, ``std.npy``, ``result.json``). Returns 0, or 2 after rank 0 printed one
+    ``labkit: error:`` line.
     """
     from labkit.backends.mpi.spmd import spmd
 
@@ -127,9 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
+    filt = job.get("filter")
     try:
         result = spmd(comm, job["paths"], split=job["split"], block_rows=job["block_rows"],
-                      ddof=job["ddof"], min_count=job["min_count"], kernel=job.get("kernel"))
+                      ddof=job["ddof"], min_count=job["min_count"], kernel=job.get("kernel"),
+                      filter=None if filt is None else LeeFilter(filt[0], filt[1]))
     except LabError as exc:
         if comm.rank == 0:
             print(f"{_ERROR}{exc}", file=sys.stderr)

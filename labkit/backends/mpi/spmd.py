@@ -10,6 +10,11 @@
     arrays with ``Gather`` and merges them in rank order with :func:`labkit.stats.merge`.
     Within 1 float32 ulp of ``sequential`` (the float64 sums are grouped differently).
 
+With a Lee filter every date is filtered before the statistics. ``split="dates"``: each
+block is read with its K//2 halo rows. ``split="rows"``: each rank reads its whole slab,
+then takes its neighbours' halo rows with ``Sendrecv`` (:mod:`labkit.backends.mpi._halo`);
+still bitwise identical to ``sequential``.
+
 Arrays travel with the upper-case buffer methods (no pickling); only small objects
 (error messages, per-rank timings) use the lower-case ones. Errors never hang the world
 (:mod:`labkit.backends.mpi._faults`): every rank meets the same LabError, or the world is
@@ -26,12 +31,16 @@ from typing import Any
 import numpy as np
 
 from labkit.backends._buffers import io_block_rows
+from labkit.backends._filtering import filtered, with_enl
+from labkit.backends._filtering import warm_up as load_filter
 from labkit.backends._result import Result
 from labkit.backends.mpi._faults import abort, first_error, one_line
+from labkit.backends.mpi._halo import check_slabs, exchange_halos, halo_index
 from labkit.backends.mpi._reading import blocks, share
 from labkit.backends.mpi._report import rank_record, rank_result
 from labkit.errors import LabError
-from labkit.io import TileStack, open_stack
+from labkit.filters import LeeFilter, parse_filter
+from labkit.io import StackReader, TileStack, open_stack
 from labkit.stats import Accumulator, Partial, cache_block_rows, finalize, merge, reduce_stack
 from labkit.stats import warm_up as load_kernel
 
@@ -48,16 +57,55 @@ def rows_local(stack: TileStack, rank: int, size: int, br: int, ddof: int,
     lo, hi = share(stack.rows, size, rank)
     mean = np.empty((hi - lo, stack.cols), np.float32)
     std = np.empty_like(mean)
-    for r0, block in blocks(stack.paths, lo, hi, br, stack.cols, times, progress):
+    for r0, block, _ in blocks(stack.paths, lo, hi, br, stack.cols, times, progress):
         n = block.shape[1]
         reduce_stack(block, ddof=ddof, min_count=min_count, kernel=kernel,
                      out=(mean[r0 - lo:r0 - lo + n], std[r0 - lo:r0 - lo + n]))
     return mean, std
 
 
+def read_slab(stack: TileStack, rank: int, size: int, times: dict[str, float]
+              ) -> np.ndarray:
+    """This rank's whole slab of rows, every date: (dates, slab rows, cols) float32."""
+    lo, hi = share(stack.rows, size, rank)
+    t0 = time.perf_counter()
+    with StackReader(stack.paths) as reader:
+        slab = reader.read(lo, hi - lo)
+    times["read"] += time.perf_counter() - t0
+    times["bytes_read"] += slab.nbytes
+    return slab
+
+
+def filtered_rows_local(comm: Any, stack: TileStack, slab: np.ndarray, filt: LeeFilter,
+                        br: int, ddof: int, min_count: int | None, kernel: str | None,
+                        times: dict[str, float], progress: Progress
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of this rank's slab with the Lee filter: the neighbours' halo rows
+    come by ``Sendrecv``, then ``br`` rows at a time are filtered and reduced.
+    """
+    lo, hi = share(stack.rows, comm.size, comm.rank)
+    rows, above = exchange_halos(comm, slab, filt.halo, times)  # rows[0] is row lo-above
+    mean = np.empty((hi - lo, stack.cols), np.float32)
+    std = np.empty_like(mean)
+    starts = range(lo, hi, br)
+    for i, r0 in enumerate(starts):
+        t0 = time.perf_counter()
+        n = min(br, hi - r0)
+        block = filtered(rows, filt, halo_index(r0, n, stack.rows, lo - above, filt.k))
+        reduce_stack(block, ddof=ddof, min_count=min_count, kernel=kernel,
+                     out=(mean[r0 - lo:r0 - lo + n], std[r0 - lo:r0 - lo + n]))
+        times["compute"] += time.perf_counter() - t0
+        if progress:
+            progress(i + 1, len(starts))
+    return mean, std
+
+
 def dates_local(stack: TileStack, rank: int, size: int, br: int, nan_aware: bool,
-                times: dict[str, float], progress: Progress) -> Partial:
-    """Partial (count, mean, M2) of this rank's chunk of dates over the whole tile."""
+                times: dict[str, float], progress: Progress,
+                filt: LeeFilter | None = None) -> Partial:
+    """Partial (count, mean, M2) of this rank's chunk of dates over the whole tile (each
+    date Lee-filtered with ``filt``).
+    """
     lo, hi = share(stack.n_dates, size, rank)
     shape = (stack.rows, stack.cols)
     part = Partial(np.zeros(shape, np.int64), np.zeros(shape), np.zeros(shape))
@@ -65,8 +113,10 @@ def dates_local(stack: TileStack, rank: int, size: int, br: int, nan_aware: bool
         return part
     kb = cache_block_rows(stack.cols)  # rows per accumulator: stays in cache
     acc: Accumulator | None = None
-    for r0, block in blocks(stack.paths[lo:hi], 0, stack.rows, br, stack.cols, times,
-                            progress):
+    for r0, block, halo in blocks(stack.paths[lo:hi], 0, stack.rows, br, stack.cols, times,
+                                  progress, filt):
+        if filt:
+            block = filtered(block, filt, halo)
         for k0 in range(0, block.shape[1], kb):
             k1 = min(block.shape[1], k0 + kb)
             if acc is None or acc.shape[0] != k1 - k0:
@@ -131,7 +181,7 @@ def gather_dates(comm: Any, stack: TileStack, part: Partial, ddof: int,
 def spmd(comm: Any, src: TileStack | str | os.PathLike[str] | Sequence[Any], *,
          split: str = "rows", block_rows: int | None = None, ddof: int = 0,
          min_count: int | None = None, progress: Progress = None,
-         kernel: str | None = None) -> Result:
+         kernel: str | None = None, filter: LeeFilter | str | None = None) -> Result:
     """Temporal mean and std with every rank of ``comm`` (call it on all ranks).
 
     Parameters
@@ -150,6 +200,9 @@ def spmd(comm: Any, src: TileStack | str | os.PathLike[str] | Sequence[Any], *,
         Called on rank 0 after each of its blocks.
     kernel : {"numba", "numpy"}, optional
         The statistics kernel (same bits either way).
+    filter : LeeFilter or str, optional
+        Lee speckle filter applied to every date first (``"lee:7"``; see
+        :class:`labkit.backends.RunOptions`).
 
     Returns
     -------
@@ -174,23 +227,42 @@ def spmd(comm: Any, src: TileStack | str | os.PathLike[str] | Sequence[Any], *,
     error: str | None = None
     local: Any = None  # this rank's maps (rows) or partial (dates)
     stack: TileStack | None = src if isinstance(src, TileStack) else None
+    filt: LeeFilter | None = None
+    prog = progress if rank == 0 else None
     try:  # 1. local work: this rank's rows or dates
         if split not in SPLITS:
             raise LabError(f"unknown split {split!r} for mpi: valid are {', '.join(SPLITS)}")
         if stack is None:
             stack = open_stack(src if isinstance(src, (str, os.PathLike)) else list(src))  # type: ignore[arg-type]
+        filt = with_enl(parse_filter(filter), stack)
         br = block_rows or io_block_rows(stack.n_dates, stack.cols)
-        prog = progress if rank == 0 else None
         if split == "rows":
             times["startup"] = load_kernel(min_count, kernel)  # timed as start-up
+        times["startup"] += load_filter(filt)
+        if split == "rows" and filt:  # the slab now; its halo rows come from the neighbours
+            check_slabs(stack.rows, size, filt)
+            local = read_slab(stack, rank, size, times)
+        elif split == "rows":
             local = rows_local(stack, rank, size, br, ddof, min_count, kernel, times, prog)
         else:
-            local = dates_local(stack, rank, size, br, min_count is not None, times, prog)
+            local = dates_local(stack, rank, size, br, min_count is not None, times, prog,
+                                filt)
     except Exception as exc:  # reported to every rank below, so no rank is left waiting
         error = one_line(exc) or type(exc).__name__
     except BaseException as exc:  # Ctrl-C on this rank only: the others may be in MPI calls
         abort(comm, exc)
         raise
+    if split == "rows" and filt:  # 1b. every rank has its slab: exchange halos, filter, reduce
+        first_error(comm, error)  # no rank may wait in Sendrecv for a rank that failed
+        assert stack is not None
+        try:
+            local = filtered_rows_local(comm, stack, local, filt, br, ddof, min_count, kernel,
+                                        times, prog)
+        except Exception as exc:
+            error = one_line(exc) or type(exc).__name__
+        except BaseException as exc:
+            abort(comm, exc)
+            raise
     t_local = time.perf_counter()
     first_error(comm, error)  # 2. every rank raises if any rank failed
     assert stack is not None
@@ -207,5 +279,6 @@ def spmd(comm: Any, src: TileStack | str | os.PathLike[str] | Sequence[Any], *,
     except BaseException as exc:
         abort(comm, exc)
         raise
-    meta: dict[str, Any] = {"rank": rank, "size": size, "split": split, "block_rows": br}
+    meta: dict[str, Any] = {"rank": rank, "size": size, "split": split, "block_rows": br,
+                            "filter": filt.spec if filt else None}
     return rank_result(mean, std, mine, per_rank if rank == 0 else None, meta)
