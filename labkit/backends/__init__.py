@@ -12,12 +12,10 @@ from __future__ import annotations
 import importlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.backends._buffers import io_block_rows
-from labkit.backends._pool import Pool
 from labkit.backends._result import Result, summary_line
-from labkit.backends._session import session
 from labkit.backends.options import RunOptions, options_from
 from labkit.backends.registry import BACKENDS, resolve
 from labkit.config import IO_BLOCK_BYTES, IO_BLOCK_ROWS, PHASES
@@ -40,6 +38,25 @@ __all__ = [
     "session",
     "summary_line",
 ]
+
+if TYPE_CHECKING:
+    from labkit.backends._pool import Pool
+    from labkit.backends._session import session
+
+
+def __getattr__(name: str) -> Any:
+    """``Pool`` and ``session`` load on first use: a one-shot ``labkit run sequential``
+    never imports multiprocessing.
+    """
+    if name == "Pool":
+        from labkit.backends._pool import Pool
+
+        return Pool
+    if name == "session":
+        from labkit.backends._session import session
+
+        return session
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def compute(backend: str, src: str | Path | TileStack, options: RunOptions | None = None,
