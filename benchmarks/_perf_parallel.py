@@ -60,10 +60,13 @@ def _overheads(pools: dict[tuple[str, int], Any], side: int, repeats: int,
     return [make_row("parallel", "overhead", name, "", v, None) for name, v in t.items()]
 
 
-def _scaling(dates24: Path, repeats: int, progress: Progress) -> list[dict[str, Any]]:
-    """What two threads gain on each part of the dates24 job, in process: reading the
-    tiles from the page cache (GDAL, cache-sized blocks, as the backends read), copying
-    the same bytes within RAM, and the fused kernel on them. A: 1 thread, B: 2 threads
+def _scaling(dates24: Path, repeats: int, progress: Progress, group: str = "parallel",
+             name: str = "dates24", only: Sequence[str] | None = None
+             ) -> list[dict[str, Any]]:
+    """What two threads gain on each part of the job on ``dates24`` (any tile folder,
+    called ``name`` in the rows), in process: reading the tiles from the page cache
+    (GDAL, cache-sized blocks, as the backends read), copying the same bytes within RAM,
+    and the fused kernel on them (``only``: these steps). A: 1 thread, B: 2 threads
     (half of the rows each), so the ratio is the speed-up."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -100,15 +103,17 @@ def _scaling(dates24: Path, repeats: int, progress: Progress) -> list[dict[str, 
 
     steps = {"read from the page cache": read, "copy within RAM": copy,
              "fused kernel": reduce}
+    if only is not None:
+        steps = {k: v for k, v in steps.items() if k in only}
     rows_out: list[dict[str, Any]] = []
     try:
         with ThreadPoolExecutor(2) as ex:
             def split_over(step: Callable[[int, int], None], parts: int) -> Callable[[], float]:
                 return lambda: timed(lambda: list(ex.map(step, range(parts), [parts] * parts)))
-            for name, step in steps.items():
+            for step_name, step in steps.items():
                 t = alternate({"1": split_over(step, 1), "2": split_over(step, 2)}, repeats,
                               progress=progress)
-                rows_out.append(make_row("parallel", "scaling", f"{name}, 1 thread (dates24)",
+                rows_out.append(make_row(group, "scaling", f"{step_name}, 1 thread ({name})",
                                          "2 threads", t["1"], t["2"]))
     finally:
         for rd in readers:
@@ -155,13 +160,15 @@ def _pair_speedups(pools: dict[tuple[str, int], Any], backends: Sequence[Variant
 
 
 def _run_on(pools: dict[tuple[str, int], Any], backend: str, strategy: str | None,
-            split: str | None, workers: int, stack: Any) -> Callable[[], float]:
-    """A timer of one in-process run on its started pool (start-up excluded), in s."""
+            split: str | None, workers: int, stack: Any,
+            filter: str | None = None) -> Callable[[], float]:
+    """A timer of one in-process run on its started pool (start-up excluded), in s;
+    ``filter`` as in :func:`labkit.backends.compute` (e.g. ``lee:9:16``)."""
     from labkit.backends import compute
 
     def fn() -> float:
         r = compute(backend, stack, workers=workers, strategy=strategy, split=split,
-                    pool=pools.get((backend, workers)))
+                    pool=pools.get((backend, workers)), filter=filter)
         return r.timings["wall"] - r.timings.get("startup", 0.0)
     return fn
 

@@ -20,6 +20,11 @@ and written to the CSV with the command that produced them. Groups (``group`` co
 * ``startup``: ``labkit run`` on the tiny tiles vs ``python -c 'import numpy, rasterio'``;
   ``importtime.txt`` beside the CSV lists the slowest imports.
 * ``prefetch``: ``sequential`` without vs with prefetch, in process, each kernel.
+* ``filter`` (only when asked for: ``--groups filter``): the Lee filter (``lee:9:16``) with
+  1 vs 2 workers on ``threads``, ``mem`` and ``mpi`` (12 random tiles of 1024², pools
+  started beforehand); the fused Lee kernel vs scipy's ``uniform_filter`` on one date,
+  with their largest relative difference; the statistics kernel's best 2-worker speed-up
+  against the 2-thread copy scaling of the same run.
 
 The inputs are built once under ``data/`` (``--root``), only those the groups need.
 """
@@ -49,12 +54,14 @@ from _perf_cases import (  # noqa: E402
     measure_process,
     measure_startup,
 )
+from _perf_filter import measure_filter  # noqa: E402
 from _perf_parallel import measure_parallel  # noqa: E402
 
 from labkit.errors import LabError  # noqa: E402
 from labkit.io import write_text_atomic  # noqa: E402
 
-GROUPS = ("kernel", "process", "parallel", "prep", "startup", "prefetch")
+GROUPS = ("kernel", "process", "parallel", "prep", "startup", "prefetch", "filter")
+DEFAULT_GROUPS = GROUPS[:-1]  # filter only when asked for: +30 s on a ≈3-min run (2 cores)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -112,6 +119,11 @@ class Inputs:
     def tiles2048(self) -> Path:
         """24 random 2048×2048 float32 tiles (groups process, prefetch)."""
         return make_tiles(self.root / "perf" / "tiles_2048x2048")
+
+    @functools.cached_property
+    def tiles1024(self) -> Path:
+        """12 random 1024×1024 float32 tiles, no looks tag (group filter)."""
+        return make_tiles(self.root / "perf" / "tiles_1024x1024", n_dates=12, side=1024)
 
     @functools.cached_property
     def seed(self) -> Path:
@@ -207,10 +219,11 @@ def _measurements(data: Inputs, repeats: int, importtime: Path,
         "prep": lambda: measure_prep(data.slc, repeats, say),
         "startup": lambda: measure_startup(data.tiny, repeats, importtime, say),
         "prefetch": lambda: measure_prefetch(data.tiles2048, repeats, say),
+        "filter": lambda: measure_filter(data.tiles1024, repeats, progress=say),
     }
 
 
-def run_perf(csv_path: str | os.PathLike[str], *, groups: Sequence[str] = GROUPS,
+def run_perf(csv_path: str | os.PathLike[str], *, groups: Sequence[str] = DEFAULT_GROUPS,
              repeats: int = 9, root: str | os.PathLike[str] | None = None,
              command: str = "", progress: bool = True) -> list[dict[str, Any]]:
     """Measure ``groups`` and write them to ``csv_path`` (one write per group, so an
@@ -264,8 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchmarks/perf.py", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="benchmarks/perf.csv", help="CSV to write")
     p.add_argument("--repeat", type=_positive_int, default=9, help="timed runs of A and B")
-    p.add_argument("--groups", default=",".join(GROUPS),
-                   help=f"which groups, e.g. kernel,prep (all: {','.join(GROUPS)})")
+    p.add_argument("--groups", default=",".join(DEFAULT_GROUPS),
+                   help=f"which groups, e.g. kernel,prep (default: {','.join(DEFAULT_GROUPS)}; "
+                        f"all: {','.join(GROUPS)})")
     p.add_argument("--root", default=None, help="data folder (default: data)")
     return p
 

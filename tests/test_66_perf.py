@@ -359,3 +359,30 @@ def test_cached_reader_sees_rewritten_tiles(tmp_path):
     for backend in ("sequential", "threads"):
         got = compute(backend, folder, workers=2 if backend == "threads" else 1).mean
         assert np.allclose(got, x.mean(axis=0), rtol=1e-6), backend
+
+
+
+def test_script_filter_group_small(script, tiles):
+    """The filter group on the small random tiles (no looks tag: the ENL is given)."""
+    pytest.importorskip("scipy")
+    import _perf_cases
+    import _perf_filter
+
+    from labkit.filters import lee
+
+    assert "filter" in script.GROUPS and "filter" not in script.DEFAULT_GROUPS
+    rows = _perf_filter.measure_filter(tiles, repeats=1, backends=[("threads", None, None)])
+    assert {r["group"] for r in rows} == {"filter"}
+    for r in rows:
+        assert set(r) == set(_perf_cases.PERF_COLUMNS)
+        if r["ratio"] is not None:  # always median A / median B
+            assert r["ratio"] == pytest.approx(r["a_median_s"] / r["b_median_s"])
+    rows = [r for r in rows if r["case"] != "pool-startup"]
+    assert [r["case"] for r in rows] == ["lee-speedup", "lee-vs-scipy", "stats-speedup",
+                                         "scaling", "stats-vs-copy"]
+    assert "lee:9:16" in rows[0]["a_label"] and "best: threads" in rows[2]["a_label"]
+    assert "copy within RAM" in rows[3]["a_label"]
+    # the last row: the stats speed-up / the copy scaling
+    assert rows[4]["ratio"] == pytest.approx(rows[2]["ratio"] / rows[3]["ratio"])
+    img = read_tile(open_stack(tiles).paths[0])
+    assert np.allclose(lee(img, 9, 16.0), _perf_filter.scipy_lee(img, 9, 16.0), rtol=1e-5)
