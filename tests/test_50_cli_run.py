@@ -292,7 +292,7 @@ def test_sigint_exits_130_and_cleans_up(src, tmp_path, backend, extra):
     proc = subprocess.Popen(  # the tasks sleep: the run is caught in the middle
         faults.command("slow-tasks", "run", backend, src, mean, std, "--workers", "2",
                        *extra),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         parent = psutil.Process(proc.pid)
         deadline = time.monotonic() + 60
@@ -311,8 +311,8 @@ def test_sigint_exits_130_and_cleans_up(src, tmp_path, backend, extra):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is None:  # a hang: end the whole group, or its helpers keep the pipes
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
     assert proc.returncode == 130, err
     lines = err.strip().splitlines()
