@@ -12,12 +12,13 @@ __all__ = ["format_table", "summarize", "variant_name"]
 
 
 def _group_key(r: dict[str, Any]) -> tuple:
-    """(label, backend, strategy, split, mode, n_dates, tile, workers) of a row; sequential
-    and floor rows count as 1 worker.
+    """(label, backend, strategy, split, mode, n_dates, tile, workers, block_rows) of a row;
+    sequential and floor rows count as 1 worker; no block rows recorded counts as 0.
     """
     workers = 1 if r["backend"] in ("sequential", *FLOOR_BACKENDS) else r.get("workers") or 1
     return (r.get("label") or "", r["backend"], r.get("strategy") or "", r.get("split") or "",
-            r.get("mode") or "", r.get("n_dates") or 0, r.get("tile") or "", workers)
+            r.get("mode") or "", r.get("n_dates") or 0, r.get("tile") or "", workers,
+            r.get("block_rows") or 0)
 
 
 def variant_name(backend: str, strategy: str | None = None, split: str | None = None) -> str:
@@ -34,14 +35,15 @@ def _median_of(rows: list[dict[str, Any]], col: str) -> float:
 
 def _summary_of(key: tuple, rs: list[dict[str, Any]]) -> dict[str, Any]:
     """One :func:`summarize` entry for the rows ``rs`` of one configuration ``key``."""
-    label, backend, strategy, split, mode, n_dates, tile, workers = key
+    label, backend, strategy, split, mode, n_dates, tile, workers, block_rows = key
     walls = [r["wall_s"] for r in rs]
     diffs = [r["max_abs_diff"] for r in rs if isinstance(r.get("max_abs_diff"), float)]
     first = rs[0]
     return {
         "label": label, "backend": backend, "strategy": strategy, "split": split,
         "variant": variant_name(backend, strategy, split), "mode": mode,
-        "n_dates": n_dates, "tile": tile, "workers": workers, "n": len(rs),
+        "n_dates": n_dates, "tile": tile, "workers": workers, "block_rows": block_rows or None,
+        "n": len(rs),
         "wall": _median_of(rs, "wall_s"), "wall_min": min(walls), "wall_max": max(walls),
         "startup": _median_of(rs, "startup_s"), "read": _median_of(rs, "read_s"),
         "compute": _median_of(rs, "compute_s"), "merge": _median_of(rs, "merge_s"),
@@ -52,10 +54,28 @@ def _summary_of(key: tuple, rs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _name_block_rows(summary: list[dict[str, Any]]) -> None:
+    """Where one variant was timed with several block sizes at the same worker count, name
+    each of its configurations with its block rows (``threads (64 rows)``), in place.
+    """
+    seen: dict[tuple, set[int]] = {}
+    for s in summary:
+        key = (s["label"], s["variant"], s["mode"], s["n_dates"], s["tile"])
+        seen.setdefault((*key, s["workers"]), set()).add(s["block_rows"] or 0)
+    mixed = {k[:-1] for k, sizes in seen.items() if len(sizes) > 1}
+    for s in summary:
+        if (s["label"], s["variant"], s["mode"], s["n_dates"], s["tile"]) in mixed:
+            size = s["block_rows"] or "default"
+            s["variant"] = f"{s['variant']} ({size} rows)"
+
+
 def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Median and spread per (label, backend, strategy, split, mode, n_dates, tile, workers).
+    """Median and spread per (label, backend, strategy, split, mode, n_dates, tile, workers,
+    block_rows).
 
     Sequential and floor rows count as 1 worker whatever their ``workers`` column says.
+    A variant timed with several block sizes at one worker count gets its block rows in
+    its ``variant`` name (``threads (64 rows)``), so each block size is a series of its own.
 
     Parameters
     ----------
@@ -66,17 +86,20 @@ def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     Returns
     -------
     list of dict
-        Those keys plus ``variant``, ``n`` (repeats), ``wall`` (median s), ``wall_min``,
-        ``wall_max``, the median of each phase in s (``startup``, ``read``, ``compute``,
-        ``merge``, ``write``), ``bytes``, ``gbps`` (median GB/s) and ``max_abs_diff``
-        (the largest seen, None if never measured). Sorted by key.
+        Those keys (``block_rows`` None when not recorded) plus ``variant``, ``n``
+        (repeats), ``wall`` (median s), ``wall_min``, ``wall_max``, the median of each
+        phase in s (``startup``, ``read``, ``compute``, ``merge``, ``write``), ``bytes``,
+        ``gbps`` (median GB/s) and ``max_abs_diff`` (the largest seen, None if never
+        measured). Sorted by key.
     """
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
         if not isinstance(r.get("wall_s"), (int, float)) or not r.get("backend"):
             continue
         groups.setdefault(_group_key(r), []).append(r)
-    return [_summary_of(key, rs) for key, rs in sorted(groups.items())]
+    out = [_summary_of(key, rs) for key, rs in sorted(groups.items())]
+    _name_block_rows(out)
+    return out
 
 
 def format_table(summary: Sequence[dict[str, Any]]) -> str:

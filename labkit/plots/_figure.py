@@ -43,8 +43,12 @@ def variant_colors(variants: Iterable[str]) -> dict[str, Any]:
     return {v: cmap(i % 10) for i, v in enumerate(order)}
 
 
-def finish(fig: Any, rows: Sequence[dict[str, Any]], title: str, data: bool = True) -> None:
-    """Title on top, the machine/data caption just under it (inside the saved area)."""
+def finish(fig: Any, rows: Sequence[dict[str, Any]], title: str, data: bool = True,
+           lang: str = "en") -> None:
+    """Title on top, the machine/data caption (in ``lang``) just under it, inside the
+    saved area.
+    """
     fig.tight_layout()
     fig.suptitle(title, y=1.06)
-    fig.text(0.5, 1.0, caption(rows, data), fontsize=7, color="0.35", ha="center", va="bottom")
+    fig.text(0.5, 1.0, caption(rows, data, lang), fontsize=7, color="0.35", ha="center",
+             va="bottom")

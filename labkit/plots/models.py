@@ -13,8 +13,12 @@ import numpy as np
 from labkit.config import FLOORS
 from labkit.errors import LabError
 
-__all__ = ["amdahl", "caption", "fit_amdahl", "fit_time_model", "scale_rows",
-           "scaling_points", "select_main", "speedups", "summary"]
+__all__ = ["FIT_MIN_COUNTS", "SIDE_LABELS", "amdahl", "caption", "fit_amdahl",
+           "fit_time_model", "karp_flatt", "scale_rows", "scaling_points", "select_main",
+           "speedups", "summary"]
+
+FIT_MIN_COUNTS = 3  # distinct worker counts a fit needs: a line through 2 points is exact
+SIDE_LABELS = ("scale", "weak")  # labels of the side experiments, never the main one
 
 
 def select_main(rows: Sequence[dict[str, Any]], label: str | None = None) -> list[dict[str, Any]]:
@@ -31,7 +35,8 @@ def select_main(rows: Sequence[dict[str, Any]], label: str | None = None) -> lis
     if label is not None:
         pool = [r for r in timed if (r.get("label") or "") == label]
     else:
-        pool = [r for r in timed if not (r.get("label") or "").startswith("scale")] or timed
+        pool = [r for r in timed
+                if not (r.get("label") or "").startswith(SIDE_LABELS)] or timed
     if not pool:
         raise LabError("the CSV has no timed rows: run `labkit bench` first")
     last = pool[-1]
@@ -54,23 +59,25 @@ def scale_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in sc if r.get("host") == host]
 
 
-def caption(rows: Sequence[dict[str, Any]], data: bool = True) -> str:
+def caption(rows: Sequence[dict[str, Any]], data: bool = True, lang: str = "en") -> str:
     """One line about the machine (CPU, cores, host) and, with ``data``, dates × tile."""
+    from labkit.plots.labels import num, say
+
     timed = [r for r in rows if r.get("backend") not in FLOORS] or list(rows)
     if not timed:
         return ""
     r = timed[-1]
-    cpu = r.get("cpu_model") or "unknown CPU"
+    cpu = r.get("cpu_model") or say("unknown_cpu", lang)
     size = ""
     if data and r.get("tile") and r.get("n_dates"):
         try:
             h, w = (int(v) for v in str(r["tile"]).split("x"))
-            size = (f"; {r['n_dates']} dates × {r['tile']} float32 "
-                    f"({r['n_dates'] * h * w * 4 / 2**20:.3g} MiB)")
+            size = say("caption_data", lang, dates=r["n_dates"], tile=r["tile"],
+                       mib=num(r["n_dates"] * h * w * 4 / 2**20, lang))
         except ValueError:
-            size = f"; {r['n_dates']} dates × {r['tile']}"
-    return (f"{cpu}, {r.get('cores_physical') or '?'} physical / "
-            f"{r.get('cores_logical') or '?'} logical cores, host {r.get('host') or '?'}{size}")
+            size = say("caption_data_short", lang, dates=r["n_dates"], tile=r["tile"])
+    return say("caption", lang, cpu=cpu, phys=r.get("cores_physical") or "?",
+               logical=r.get("cores_logical") or "?", host=r.get("host") or "?") + size
 
 
 def amdahl(workers: Any, serial_fraction: float) -> Any:
@@ -83,7 +90,9 @@ def fit_time_model(workers: Sequence[float], speedup: Sequence[float]) -> tuple[
     """Least-squares ``a, b`` of the normalized time ``T(p)/T_seq = 1/S(p) = a + b/p``.
 
     ``a`` is the part that does not shrink with workers (serial work and fixed overhead),
-    ``b/p`` the part that does. Returns ``(nan, nan)`` without two distinct ``p``.
+    ``b/p`` the part that does. Returns ``(nan, nan)`` with fewer than
+    :data:`FIT_MIN_COUNTS` distinct ``p``: two unknowns through two points are solved
+    exactly, which is no test of the model.
     """
     p = np.asarray(workers, dtype=float)
     sp = np.asarray(speedup, dtype=float)
@@ -91,7 +100,7 @@ def fit_time_model(workers: Sequence[float], speedup: Sequence[float]) -> tuple[
         raise LabError(f"workers and speedup differ in length ({p.size} vs {sp.size})")
     ok = np.isfinite(sp) & (sp > 0) & (p >= 1)
     x, y = 1.0 / p[ok], 1.0 / sp[ok]
-    if x.size < 2 or np.ptp(x) == 0:
+    if np.unique(x).size < FIT_MIN_COUNTS:
         return math.nan, math.nan
     b = float(np.sum((x - x.mean()) * (y - y.mean())) / np.sum((x - x.mean()) ** 2))
     return float(y.mean() - b * x.mean()), b
@@ -109,7 +118,8 @@ def fit_amdahl(workers: Sequence[float], speedup: Sequence[float]) -> float:
     Returns
     -------
     float
-        The serial fraction, or NaN without two distinct worker counts.
+        The serial fraction, or NaN with fewer than :data:`FIT_MIN_COUNTS` distinct
+        worker counts (no fit).
     """
     a, b = fit_time_model(workers, speedup)
     if math.isnan(a):
@@ -119,6 +129,19 @@ def fit_amdahl(workers: Sequence[float], speedup: Sequence[float]) -> float:
     if a <= 0:
         return 0.0
     return float(a / (a + b))
+
+
+def karp_flatt(speedup: float, workers: int) -> float:
+    """Experimentally determined serial fraction ``e = (1/S - 1/p) / (1 - 1/p)``.
+
+    Karp and Flatt (1990): the serial fraction that would explain the measured speed-up
+    ``S`` on ``p`` workers under Amdahl's law. Constant ``e`` over ``p``: a true serial
+    part; ``e`` growing with ``p``: overhead that grows with the workers (start-up,
+    communication, contention). NaN for ``p = 1`` or a non-positive speed-up.
+    """
+    if workers <= 1 or not speedup > 0:
+        return math.nan
+    return (1.0 / speedup - 1.0 / workers) / (1.0 - 1.0 / workers)
 
 
 def speedups(summary: Sequence[dict[str, Any]], mode: str = "in-process"

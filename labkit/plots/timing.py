@@ -24,7 +24,9 @@ from labkit.plots._figure import (
     summary,
     variant_colors,
 )
+from labkit.plots.labels import num, say
 from labkit.plots.models import (
+    FIT_MIN_COUNTS,
     fit_amdahl,
     fit_time_model,
     scale_rows,
@@ -36,11 +38,12 @@ from labkit.plots.models import (
 __all__ = ["plot_breakdown", "plot_efficiency", "plot_scaling", "plot_speedup", "plot_times"]
 
 
-def plot_times(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str]) -> Path:
+def plot_times(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str],
+               lang: str = "en") -> Path:
     """``t_barras.png``: median wall time per variant and worker count, min..max bars.
 
     One panel per mode (in-process; whole process when measured). Dashed lines: the
-    read and memory floors for the stack's bytes.
+    read and memory floors for the stack's bytes. ``lang``: language of the labels.
     """
     plt = pyplot()
     summ = summary(rows)
@@ -69,25 +72,28 @@ def plot_times(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str]) -> P
                 hi.append(s["wall_max"] - s["wall"])
             if xs:
                 ax.bar(xs, hs, width, yerr=[lo, hi], capsize=2, color=wcolors[w],
-                       label=f"{w} worker{'s' if w > 1 else ''}")
+                       label=say("workers" if w > 1 else "worker", lang, n=w))
         if mode == "in-process":
             for name, style in (("floor-read", "--"), ("floor-memory", ":")):
                 if name in floors:
                     ax.axhline(floors[name], color="k", ls=style, lw=1,
-                               label=f"{name} ({floors[name]:.3g} s)")
+                               label=say("floor", lang, name=name,
+                                         value=num(floors[name], lang)))
         ax.set_xticks(range(len(variants)))
         ax.set_xticklabels(variants, rotation=25, ha="right")
-        ax.set_ylabel("wall time (s), median; bars min..max")
+        ax.set_ylabel(say("wall_axis", lang))
         ax.legend(fontsize=7)
-        ax.set_title("in-process (perf_counter)" if mode == "in-process"
-                     else "whole process (fresh interpreter)")
-    finish(fig, rows, "Time per backend: temporal mean and std of the stack")
+        ax.set_title(say("in_process" if mode == "in-process" else "whole_process", lang))
+    finish(fig, rows, say("times_title", lang), lang=lang)
     return save(fig, out)
 
 
 def plot_speedup(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str],
-                 mode: str = "in-process") -> Path:
-    """``speedup.png``: speed-up vs workers relative to sequential, ideal line, Amdahl fits."""
+                 mode: str = "in-process", lang: str = "en") -> Path:
+    """``speedup.png``: speed-up vs workers relative to sequential, ideal line, Amdahl fits
+    (only for variants timed at :data:`~labkit.plots.models.FIT_MIN_COUNTS` or more
+    worker counts).
+    """
     plt = pyplot()
     sp = speedups(summary(rows), mode)
     if not sp:
@@ -96,7 +102,7 @@ def plot_speedup(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str],
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     pmax = max(d["workers"] for v in sp.values() for d in v)
     grid = np.linspace(1, max(pmax, 2), 100)
-    ax.plot(grid, grid, color="0.6", lw=1, ls="--", label="ideal (S = p)")
+    ax.plot(grid, grid, color="0.6", lw=1, ls="--", label=say("ideal", lang))
     ax.axhline(1.0, color="0.8", lw=0.8)
     for v, pts in sp.items():
         if v == "sequential":
@@ -104,24 +110,25 @@ def plot_speedup(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str],
         p = [d["workers"] for d in pts]
         s = [d["speedup"] for d in pts]
         frac = fit_amdahl(p, s)
-        lab = v if math.isnan(frac) else f"{v} (Amdahl s = {frac:.2f})"
+        lab = v if math.isnan(frac) else say("amdahl_label", lang, variant=v,
+                                             s=num(round(frac, 2), lang, 2))
         ax.plot(p, s, "o-", color=colors[v], label=lab)
         a, b = fit_time_model(p, s)
         if not math.isnan(a) and b > 0:  # no curve for "more workers, slower"
             with np.errstate(divide="ignore"):
                 ax.plot(grid, 1.0 / np.maximum(a + b / grid, 1e-9), ":", color=colors[v], lw=1)
-    ax.set_xlabel("workers p (processes / threads / ranks)")
-    ax.set_ylabel("speed-up S = T_sequential / T(p)")
+    ax.set_xlabel(say("workers_axis", lang))
+    ax.set_ylabel(say("speedup_axis", lang))
     ax.set_xticks(sorted({d["workers"] for v in sp.values() for d in v}))
     ax.legend(fontsize=7)
     ax.set_ylim(bottom=0, top=max(ax.get_ylim()[1], 1.1))
-    finish(fig, rows, f"Speed-up vs sequential ({mode}); dotted: fitted Amdahl "
-            "1/S = a + b/p, s = a/(a+b)")
+    finish(fig, rows, say("speedup_title", lang, mode=say(f"mode_{mode}", lang),
+                          n=FIT_MIN_COUNTS), lang=lang)
     return save(fig, out)
 
 
 def plot_efficiency(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str],
-                    mode: str = "in-process") -> Path:
+                    mode: str = "in-process", lang: str = "en") -> Path:
     """``efficiency.png``: parallel efficiency ``E = S / p`` vs workers (1 is perfect)."""
     plt = pyplot()
     sp = speedups(summary(rows), mode)
@@ -129,22 +136,24 @@ def plot_efficiency(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str],
         raise LabError("no sequential run in the CSV: efficiency needs the sequential baseline")
     colors = variant_colors(sp)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    ax.axhline(1.0, color="0.6", ls="--", lw=1, label="perfect (E = 1)")
+    ax.axhline(1.0, color="0.6", ls="--", lw=1, label=say("perfect", lang))
     for v, pts in sp.items():
         if v == "sequential":
             continue
         ax.plot([d["workers"] for d in pts], [d["efficiency"] for d in pts], "o-",
                 color=colors[v], label=v)
-    ax.set_xlabel("workers p")
-    ax.set_ylabel("efficiency E = S / p")
+    ax.set_xlabel(say("workers_short", lang))
+    ax.set_ylabel(say("efficiency_axis", lang))
     ax.set_ylim(bottom=0)
     ax.set_xticks(sorted({d["workers"] for v in sp.values() for d in v}))
     ax.legend(fontsize=7)
-    finish(fig, rows, f"Parallel efficiency ({mode})")
+    finish(fig, rows, say("efficiency_title", lang, mode=say(f"mode_{mode}", lang)),
+           lang=lang)
     return save(fig, out)
 
 
-def plot_breakdown(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str]) -> Path:
+def plot_breakdown(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str],
+                   lang: str = "en") -> Path:
     """``breakdown.png``: stacked phase medians (s) per variant × workers (in-process).
 
     ``other`` is wall minus the reported phases; where a whole-process time was measured,
@@ -167,13 +176,13 @@ def plot_breakdown(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str]) 
             h = s[ph]
             if h > 0:
                 ax.bar(i, h, 0.7, bottom=bottom, color=PHASE_COLORS[ph],
-                       label=ph if ph not in labels else None)
+                       label=say(f"phase_{ph}", lang) if ph not in labels else None)
                 labels.append(ph)
                 bottom += h
         other = s["wall"] - bottom
         if other > 0:
             ax.bar(i, other, 0.7, bottom=bottom, color=PHASE_COLORS["other"],
-                   label="other" if "other" not in labels else None)
+                   label=say("phase_other", lang) if "other" not in labels else None)
             labels.append("other")
             bottom += other
         ax.plot([i - 0.35, i + 0.35], [s["wall"]] * 2, color="k", lw=1.5)
@@ -181,22 +190,23 @@ def plot_breakdown(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str]) 
         if extra > 0:
             ax.bar(i, extra, 0.7, bottom=max(bottom, s["wall"]), color=PHASE_COLORS["process"],
                    hatch="//", alpha=0.6,
-                   label="process start + write" if "process" not in labels else None)
+                   label=say("phase_process", lang) if "process" not in labels else None)
             labels.append("process")
     ax.set_xticks(range(len(inproc)))
     ax.set_xticklabels([f"{s['variant']} ×{s['workers']}" for s in inproc], rotation=35,
                        ha="right", fontsize=8)
-    ax.set_ylabel("seconds (median)")
-    order = [*phases, "other", "process start + write"]
+    ax.set_ylabel(say("seconds_axis", lang))
+    order = [say(f"phase_{ph}", lang) for ph in (*phases, "other", "process")]
     handles = sorted(zip(*ax.get_legend_handles_labels(), strict=True),
                      key=lambda hl: order.index(hl[1]) if hl[1] in order else len(order))
     ax.legend(*zip(*handles, strict=True), fontsize=7, loc="upper left",
               bbox_to_anchor=(1.01, 1.0))
-    finish(fig, rows, "Where the time goes (black tick: in-process wall)")
+    finish(fig, rows, say("breakdown_title", lang), lang=lang)
     return save(fig, out)
 
 
-def plot_scaling(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str]) -> Path | None:
+def plot_scaling(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str],
+                 lang: str = "en") -> Path | None:
     """``scaling.png``: best speed-up of each variant against stack size (scale rows).
 
     Returns None when the CSV holds no scale experiment.
@@ -210,18 +220,19 @@ def plot_scaling(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str]) ->
         return None
     colors = variant_colors(points)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    ax.axhline(1.0, color="0.6", ls="--", lw=1, label="break-even (S = 1)")
+    ax.axhline(1.0, color="0.6", ls="--", lw=1, label=say("break_even", lang))
     for v, pts in points.items():
         ax.plot([p["mib"] for p in pts], [p["speedup"] for p in pts], "o-", color=colors[v],
                 label=v)
     ax.set_xscale("log")
-    ticks = sorted({(p["mib"], f"{p['n_dates']}×{tile_side(p['tile'])} ({p['mib']:.3g} MiB)")
+    ticks = sorted({(p["mib"], f"{p['n_dates']}×{tile_side(p['tile'])} "
+                               f"({num(p['mib'], lang)} MiB)")
                     for pts in points.values() for p in pts})
     ax.set_xticks([t[0] for t in ticks], [t[1] for t in ticks], fontsize=7, rotation=30,
                   ha="right")
     ax.minorticks_off()
-    ax.set_xlabel("stack: dates × tile, size of the float32 tiles")
-    ax.set_ylabel("speed-up vs sequential at the most workers")
+    ax.set_xlabel(say("stack_axis", lang))
+    ax.set_ylabel(say("scale_axis", lang))
     ax.legend(fontsize=7)
-    finish(fig, sc, "When does parallelism pay? (in-process)", data=False)
+    finish(fig, sc, say("scaling_title", lang), data=False, lang=lang)
     return save(fig, out)

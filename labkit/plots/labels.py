@@ -1,0 +1,110 @@
+"""Every word drawn on a figure, in English and in Spanish (Argentine usage).
+
+A figure takes ``lang`` and asks :func:`say` for its axis labels, titles and legend
+entries; numbers drawn on a figure go through :func:`num` so Spanish figures use the
+decimal comma, like the informe's text.
+"""
+
+from __future__ import annotations
+
+from labkit.errors import LabError
+
+__all__ = ["LANGS", "num", "say"]
+
+LANGS = ("en", "es")
+
+_TEXT: dict[str, tuple[str, str]] = {
+    # t_barras.png
+    "worker": ("{n} worker", "{n} worker"),
+    "workers": ("{n} workers", "{n} workers"),
+    "floor": ("{name} ({value} s)", "{name} ({value} s)"),
+    "wall_axis": ("wall time (s), median; bars min..max", "tiempo (s), mediana; barras mín..máx"),
+    "in_process": ("in-process (perf_counter)", "en proceso (perf_counter)"),
+    "whole_process": ("whole process (fresh interpreter)",
+                      "proceso completo (intérprete nuevo)"),
+    "times_title": ("Time per backend: temporal mean and std of the stack",
+                    "Tiempo por backend: promedio y desvío temporal de la pila"),
+    # speedup.png / efficiency.png
+    "ideal": ("ideal (S = p)", "ideal (S = p)"),
+    "amdahl_label": ("{variant} (Amdahl s = {s})", "{variant} (Amdahl s = {s})"),
+    "workers_axis": ("workers p (processes / threads / ranks)",
+                     "workers p (procesos / hilos / ranks)"),
+    "speedup_axis": ("speed-up S = T_sequential / T(p)", "speed-up S = T_secuencial / T(p)"),
+    "speedup_title": ("Speed-up vs sequential ({mode}); dotted: Amdahl 1/S = a + b/p "
+                      "fitted on ≥ {n} worker counts",
+                      "Speed-up frente al secuencial ({mode}); punteado: Amdahl 1/S = a + b/p "
+                      "ajustado con ≥ {n} cantidades de workers"),
+    "perfect": ("perfect (E = 1)", "perfecta (E = 1)"),
+    "workers_short": ("workers p", "workers p"),
+    "efficiency_axis": ("efficiency E = S / p", "eficiencia E = S / p"),
+    "efficiency_title": ("Parallel efficiency ({mode})", "Eficiencia paralela ({mode})"),
+    "mode_in-process": ("in-process", "en proceso"),
+    "mode_process": ("whole process", "proceso completo"),
+    # breakdown.png
+    "phase_startup": ("startup", "arranque"),
+    "phase_read": ("read", "lectura"),
+    "phase_compute": ("compute", "cálculo"),
+    "phase_merge": ("merge", "combinación de parciales"),
+    "phase_write": ("write", "escritura"),
+    "phase_other": ("other", "otro"),
+    "phase_process": ("process start + write", "arranque del proceso + escritura"),
+    "seconds_axis": ("seconds (median)", "segundos (mediana)"),
+    "breakdown_title": ("Where the time goes (black tick: in-process wall)",
+                        "En qué se va el tiempo (marca negra: tiempo en proceso)"),
+    # scaling.png
+    "break_even": ("break-even (S = 1)", "empate (S = 1)"),
+    "stack_axis": ("stack: dates × tile, size of the float32 tiles",
+                   "pila: fechas × recorte, tamaño de los recortes float32"),
+    "scale_axis": ("speed-up vs sequential at the most workers",
+                   "speed-up frente al secuencial con la mayor cantidad de workers"),
+    "scaling_title": ("When does parallelism pay? (in-process)",
+                      "¿Cuándo conviene paralelizar? (en proceso)"),
+    # weak.png
+    "weak_time_axis": ("wall time (s), median", "tiempo (s), mediana"),
+    "weak_time_title": ("Weak scaling: {dates} dates per worker",
+                        "Escalado débil: {dates} fechas por worker"),
+    "weak_eff_axis": ("efficiency", "eficiencia"),
+    "weak_eff_title": ("Efficiency: weak (solid) and strong (dashed)",
+                       "Eficiencia: débil (llena) y fuerte (rayada)"),
+    "weak_ideal": ("ideal (time constant)", "ideal (tiempo constante)"),
+    "physical": ("{n} physical cores", "{n} núcleos físicos"),
+    "logical": ("{n} logical cores", "{n} núcleos lógicos"),
+    "weak_title": ("Weak scaling: the work grows with the workers (in-process)",
+                   "Escalado débil: el trabajo crece con los workers (en proceso)"),
+    # captions under every title
+    "caption": ("{cpu}, {phys} physical / {logical} logical cores, host {host}",
+                "{cpu}, {phys} núcleos físicos / {logical} lógicos, host {host}"),
+    "caption_data": ("; {dates} dates × {tile} float32 ({mib} MiB)",
+                     "; {dates} fechas × {tile} float32 ({mib} MiB)"),
+    "caption_data_short": ("; {dates} dates × {tile}", "; {dates} fechas × {tile}"),
+    "unknown_cpu": ("unknown CPU", "CPU desconocida"),
+}
+
+
+def _check(lang: str) -> int:
+    """Index of ``lang`` in :data:`LANGS`, else a :class:`LabError`."""
+    if lang not in LANGS:
+        raise LabError(f"language {lang!r} is not available for figures: use "
+                       f"{' or '.join(LANGS)}")
+    return LANGS.index(lang)
+
+
+def say(key: str, lang: str = "en", **values: object) -> str:
+    """The figure text ``key`` in ``lang``, with ``values`` filled in.
+
+    Parameters
+    ----------
+    key : str
+        One of the figure texts (axis, title, legend).
+    lang : {"en", "es"}
+        Language of the figure.
+    **values
+        Fields of the text (already formatted: use :func:`num` for numbers).
+    """
+    return _TEXT[key][_check(lang)].format(**values)
+
+
+def num(value: float, lang: str = "en", digits: int = 3) -> str:
+    """``value`` with ``digits`` significant digits and the decimal mark of ``lang``."""
+    text = f"{value:.{digits}g}"
+    return text.replace(".", ",") if _check(lang) == 1 else text
