@@ -212,3 +212,55 @@ def test_not_a_tiff_truncated_missing_and_bad_rows(tmp_path):
     write_geotiff(q, _image(8, 6))
     with pytest.raises(LabError, match="all dates must match"):
         MappedStackReader([p, q])
+
+
+def test_stack_reader_maps_the_lab_tiles_and_falls_back_to_gdal(tmp_path):
+    imgs = [_image(21, 19, seed=k) for k in range(2)]
+    plain = [tmp_path / f"2023010{k + 1}_int_crop.tif" for k in range(2)]
+    for p, img in zip(plain, imgs, strict=True):
+        write_geotiff(p, img)
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    zipped = packed / "20230103_int_crop.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(zipped, "w", driver="GTiff", dtype="float32", count=1, height=21,
+                           width=19, compress="deflate") as dst:
+            dst.write(imgs[0], 1)
+    with StackReader(plain) as auto, StackReader(plain, mapped=False) as gdal:
+        assert auto.mapped and not gdal.mapped
+        assert np.array_equal(auto.read(3, 11).view(np.uint32),
+                              gdal.read(3, 11).view(np.uint32))
+    with StackReader([plain[0], zipped]) as mixed:  # one tile cannot be mapped: GDAL
+        assert not mixed.mapped
+        assert np.array_equal(mixed.read(0, 21)[1], imgs[0], equal_nan=True)
+    with pytest.raises(LabError, match=r"compressed \(DEFLATE\)"):
+        StackReader([zipped], mapped=True)
+
+
+def test_compare_reads_times_every_variant_and_describes_them(tmp_path):
+    from labkit.bench.mapped import compare_reads, describe_reads
+
+    for k in range(3):
+        write_geotiff(tmp_path / f"2023010{k + 1}_int_crop.tif", _image(40, 32, seed=k))
+    cmp = compare_reads(tmp_path, repeats=2, block_rows=16)
+    assert cmp.nbytes == 3 * 40 * 32 * 4 and cmp.block_rows == 16
+    caches = ["warm", "cold"] if hasattr(__import__("os"), "posix_fadvise") else ["warm"]
+    assert list(cmp.times) == caches
+    for cache in caches:
+        assert len(cmp.times[cache]) == 6
+        assert all(len(t) == 2 and min(t) > 0 for t in cmp.times[cache].values())
+    text = describe_reads(cmp)
+    assert "read() into a buffer" in text and "GB/s" in text and "StackReader, mapped" in text
+    warm_only = compare_reads(tmp_path, repeats=1, cold=False)
+    assert list(warm_only.times) == ["warm"] and "not asked for" in describe_reads(warm_only)
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(packed / "20230101_int_crop.tif", "w", driver="GTiff",
+                           dtype="float32", count=1, height=8, width=8, tiled=True,
+                           blockxsize=16, blockysize=16) as dst:
+            dst.write(np.ones((8, 8), np.float32), 1)
+    with pytest.raises(LabError, match="tiled"):
+        compare_reads(packed, repeats=1)

@@ -20,6 +20,7 @@ Compressed or tiled layouts cannot be mapped: they are refused with a
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ _TYPES = {1: "B", 3: "H", 4: "I", 16: "Q", 6: "b", 8: "h", 9: "i", 17: "q"}  # i
 _COMPRESSIONS = {5: "LZW", 7: "JPEG", 8: "DEFLATE", 32773: "PackBits", 32946: "DEFLATE",
                  34887: "LERC", 50000: "ZSTD", 50001: "WEBP"}
 _KINDS = {1: "u", 2: "i", 3: "f"}  # SampleFormat: unsigned, signed, IEEE float
+_WILLNEED = getattr(mmap, "MADV_WILLNEED", None)  # Linux, macOS; not Windows
 VALID = ("valid is an uncompressed, strip-organised TIFF of one band "
          "(gdal_translate -co COMPRESS=NONE -co TILED=NO makes one)")
 
@@ -225,21 +227,17 @@ class MappedTile:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.layout = tiff_layout(path)
         self.rows, self.cols = self.layout.rows, self.layout.cols
-        self._runs: list[tuple[int, int, np.ndarray]] | None = None
-        self._map: np.memmap | None = None
         lay = self.layout
         try:
-            if lay.in_order:  # one array over the whole image
-                self._map = np.memmap(lay.path, lay.dtype, "r", lay.runs[0][2],
-                                      (lay.rows, lay.cols))
-                self._runs = [(0, lay.rows, self._map)]
-            else:  # the file as bytes; each run a (rows, cols) view into it
-                self._map = np.memmap(lay.path, np.uint8, "r")
-                self._runs = [(r0, n, self._map[off:off + n * lay.row_bytes]
-                               .view(lay.dtype).reshape(n, lay.cols))
-                              for r0, n, off in lay.runs]
+            with open(lay.path, "rb") as fh:  # the map keeps its own handle on the file
+                self._mm: mmap.mmap | None = mmap.mmap(fh.fileno(), 0,
+                                                       access=mmap.ACCESS_READ)
         except (OSError, ValueError) as exc:
             raise LabError(f"cannot memory-map {lay.path}: {exc}") from None
+        # one (rows, cols) array per run, backed by the map (read-only: no copy)
+        self._runs: list[tuple[int, int, int, np.ndarray]] | None = [
+            (r0, n, off, np.frombuffer(self._mm, lay.dtype, n * lay.cols, off)
+             .reshape(n, lay.cols)) for r0, n, off in lay.runs]
 
     def view(self) -> np.ndarray:
         """The whole image as a read-only array backed by the map (no copy).
@@ -254,7 +252,7 @@ class MappedTile:
         if not self.layout.in_order:
             raise LabError(f"{self.layout.path} stores its strips out of order: there is "
                            "no single array to view; read() copies its rows in order")
-        return self._runs[0][2]
+        return self._runs[0][3]
 
     def read(self, row0: int = 0, nrows: int | None = None,
              out: np.ndarray | None = None) -> np.ndarray:
@@ -270,17 +268,27 @@ class MappedTile:
             raise LabError(f"rows {row0}..{row0 + n} are outside the tile's 0..{self.rows}")
         if out is None:
             out = np.empty((n, self.cols), np.float32)
-        stop = row0 + n
-        for r0, m, arr in self._runs:
+        stop, rb = row0 + n, self.layout.row_bytes
+        for r0, m, off, arr in self._runs:
             lo, hi = max(row0, r0), min(stop, r0 + m)
             if lo < hi:
+                self._advise(off + (lo - r0) * rb, (hi - lo) * rb)
                 np.copyto(out[lo - row0:hi - row0], arr[lo - r0:hi - r0], casting="unsafe")
         return out
+
+    def _advise(self, offset: int, nbytes: int) -> None:
+        """Tell the OS these bytes are needed now (one read-ahead for the whole range
+        instead of a page fault per page when they are not in the page cache yet).
+        """
+        if _WILLNEED is None or self._mm is None:
+            return
+        start = offset - offset % mmap.PAGESIZE
+        self._mm.madvise(_WILLNEED, start, nbytes + offset - start)
 
     def close(self) -> None:
         """Drop the map (idempotent). Arrays from :meth:`view` keep it alive while used."""
         self._runs = None
-        self._map = None
+        self._mm = None  # unmapped once no array from view() refers to it
 
     def __enter__(self) -> MappedTile:
         return self

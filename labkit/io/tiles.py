@@ -11,11 +11,15 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from labkit import config
 from labkit.errors import LabError
+
+if TYPE_CHECKING:
+    from labkit.io.mapped import MappedStackReader
 
 __all__ = ["READ_OPTIONS", "TILE_SUFFIX", "StackReader", "TileStack", "cached_reader",
            "date_from_name", "open_stack", "read_block", "read_tile", "stack_key"]
@@ -256,23 +260,43 @@ class StackReader:
     """The tiles of one stack (same size, float32), opened once for many windowed reads.
 
     A context manager. Opening a GeoTIFF costs ≈0.2 ms, as much as reading 1 MB of it,
-    and each read call costs ≈20 µs of Python: the reader opens the tiles once, as the
-    bands of a GDAL VRT, and reads a window of every date in one call. Use one reader per
-    thread (a GDAL dataset must not be used by two threads at once).
+    and each read call costs ≈20 µs of Python: the reader opens the tiles once and reads a
+    window of every date in one call. Uncompressed strip tiles (the lab's own) are read
+    through memory maps of the files (:class:`labkit.io.mapped.MappedStackReader`):
+    on the lab's 1024² tiles from the page cache its row blocks came ≈1.3× faster than
+    through GDAL (measure it: :func:`labkit.bench.mapped.compare_reads`). Other tiles
+    (compressed, tiled) are opened as the bands of a GDAL VRT. Use one reader per thread
+    (a GDAL dataset must not be used by two threads at once).
 
     Parameters
     ----------
     paths : sequence of paths
         Tile files, in date order (validated by :func:`open_stack`: same size).
+    mapped : bool, optional
+        None (default): memory maps when every tile allows them, else GDAL; True: memory
+        maps or a :class:`LabError` saying why not; False: GDAL always.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+    def __init__(self, paths: Sequence[str | os.PathLike[str]],
+                 mapped: bool | None = None) -> None:
         import rasterio
 
         self.paths = [Path(p).absolute() for p in paths]
         self._datasets: list = []
+        self._maps: MappedStackReader | None = None
         if not self.paths:
             raise LabError("no tiles given")
+        if mapped is not False:
+            from labkit.io.mapped import MappedStackReader
+
+            try:
+                self._maps = MappedStackReader(self.paths)
+            except LabError:
+                if mapped:
+                    raise
+        if self._maps is not None:
+            self.rows, self.width = self._maps.rows, self._maps.width
+            return
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with rasterio.Env(**READ_OPTIONS):
@@ -291,6 +315,8 @@ class StackReader:
         import rasterio
         from rasterio.windows import Window
 
+        if self._maps is not None:
+            return self._maps.read(row0, nrows, out)
         if out is None:
             out = np.empty((len(self.paths), nrows, self.width), np.float32)
         if not self._datasets:
@@ -304,8 +330,15 @@ class StackReader:
 
     def close(self) -> None:
         """Close the tiles (idempotent)."""
+        if self._maps is not None:
+            self._maps.close()  # stays set: a read after close says "closed"
         while self._datasets:
             self._datasets.pop().close()
+
+    @property
+    def mapped(self) -> bool:
+        """True when the tiles are read through memory maps, False through GDAL."""
+        return self._maps is not None
 
     def __enter__(self) -> StackReader:
         return self
