@@ -156,6 +156,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
 HALO_FILTER = "lee:5"  # the halo task's filter when none is given
 VERDICTS = ("right", "wrong", "crashed")
 _LABKIT = Path(__file__).resolve().parent
+_DYNAMIC = "<dynamic-code>"  # co_filename of a function cloudpickled by value
 _COLOURS = {"right": "#2e7d32", "wrong": "#c62828", "crashed": "#ef6c00"}
 
 
@@ -588,6 +589,26 @@ def _engine_call(blob: bytes, paths: list[str], extra: tuple[Any, ...]) -> dict[
     return {"rank": comm.rank, "out": out if comm.rank == 0 else None, "wall": wall}
 
 
+def _by_value(fn: Callable[..., Any]) -> bytes:
+    """``fn`` cloudpickled with its code: a notebook's function always is; one from a
+    module of the student's (``%%writefile``, a test file) is too, as the engines may not
+    be able to import that module.
+    """
+    import cloudpickle
+
+    module = sys.modules.get(getattr(fn, "__module__", "") or "")
+    name = getattr(module, "__name__", "")
+    mine = module is not None and name not in ("__main__", "builtins") and not \
+        name.startswith("labkit") and _is_students(getattr(module, "__file__", "") or "")
+    if not mine:
+        return cloudpickle.dumps(fn)
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        return cloudpickle.dumps(fn)
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+
+
 class _Engines:
     """The student's function on a cluster of MPI engines, with a watchdog: a rank that
     raised while the others wait in an MPI call, or a run past ``timeout``, stops the
@@ -598,13 +619,12 @@ class _Engines:
 
     def __init__(self, cluster: Any, timeout: float) -> None:
         self.cluster, self.timeout = cluster, timeout
+        self.filename = ""  # of the function run (cloudpickle renames its code's file)
 
     def __call__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, float]:
-        import cloudpickle
-
         paths, extra = args
-
-        blob = cloudpickle.dumps(fn)
+        blob = _by_value(fn)
+        self.filename = getattr(getattr(fn, "__code__", None), "co_filename", "")
         client = self.cluster.client
         t0 = time.perf_counter()
         ars = [client[i].apply_async(_engine_call, blob, [str(p) for p in paths], extra)
@@ -642,15 +662,30 @@ class _Engines:
         root = next(r for r in results if r["rank"] == 0)
         return root["out"], wall
 
-    @staticmethod
-    def _first_error(results: list[dict[str, Any]]) -> _Crash | None:
+    def _first_error(self, results: list[dict[str, Any]]) -> _Crash | None:
         for r in sorted(results, key=lambda d: d["rank"]):
             if "error" in r:
-                where = _frame_text(*r["frame"]) if r.get("frame") else None
+                where = None
+                if r.get("frame"):
+                    filename, lineno, name = r["frame"]
+                    if filename == _DYNAMIC and self.filename:  # cloudpickle's name for it
+                        filename = self.filename
+                    where = _frame_text(filename, lineno, name)
                 return _Crash(f"rank {r['rank']}: {r['error']}", where)
         return None
 
     def _stop(self) -> None:
+        """Kill the engines at once (a rank may be stuck in an MPI call), then stop."""
+        import psutil
+
+        from labkit.backends._group import kill_processes
+
+        with contextlib.suppress(Exception):
+            engines = []
+            for pid in self.cluster.engine_pids:
+                with contextlib.suppress(psutil.Error):
+                    engines.append(psutil.Process(pid))
+            kill_processes(engines, grace=0.0)
         with contextlib.suppress(Exception):
             self.cluster.stop()
 

@@ -3,6 +3,11 @@
 The cell tagged ``parameters`` holds the defaults; :func:`execute_notebook` inserts a
 cell tagged ``injected-parameters`` right after it with the given values, runs every
 cell in a fresh kernel and optionally writes the executed notebook.
+
+Exercises: a code cell tagged ``exercise`` (the skeleton a student completes) is followed
+by a cell that checks it (``labkit.check.exercise``) and a hidden cell tagged ``solution``
+(the model answer). Before running, :func:`fill_solutions` puts each solution's source in
+its exercise cell, so an executed notebook checks the model answers.
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ from typing import Any
 
 from labkit.errors import LabError
 
-__all__ = ["execute_notebook", "inject_parameters"]
+__all__ = ["execute_notebook", "fill_solutions", "inject_parameters"]
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
+EXERCISE_TAG = "exercise"
+SOLUTION_TAG = "solution"
 
 
 def _tags(cell: Any) -> list[str]:
@@ -51,6 +58,40 @@ def inject_parameters(nb: Any, parameters: dict[str, Any]) -> Any:
     return nb
 
 
+def fill_solutions(nb: Any) -> int:
+    """Give every ``exercise`` cell of ``nb`` the source of the next ``solution`` cell.
+
+    The solution must come after its exercise and before the next exercise.
+
+    Returns
+    -------
+    int
+        Exercise cells filled.
+
+    Raises
+    ------
+    LabError
+        An exercise cell without a solution after it (names the cell).
+    """
+    filled = 0
+    cells = list(nb.cells)
+    for i, cell in enumerate(cells):
+        if EXERCISE_TAG not in _tags(cell):
+            continue
+        answer = None
+        for later in cells[i + 1:]:
+            if EXERCISE_TAG in _tags(later):
+                break
+            if SOLUTION_TAG in _tags(later):
+                answer = later
+                break
+        if answer is None:
+            raise LabError(f"exercise cell {i} has no cell tagged {SOLUTION_TAG!r} after it")
+        cell.source = answer.source
+        filled += 1
+    return filled
+
+
 def _write_atomic(nb: Any, out_path: Path) -> None:
     import nbformat
 
@@ -67,6 +108,7 @@ def execute_notebook(
     timeout: int = 900,
     out_path: str | os.PathLike[str] | None = None,
     kernel_name: str = "python3",
+    solutions: bool = True,
 ) -> Any:
     """Run every cell of a notebook with injected parameters; return the executed notebook.
 
@@ -85,6 +127,9 @@ def execute_notebook(
         fails, so the traceback can be read there.
     kernel_name : str, default "python3"
         Jupyter kernel to start.
+    solutions : bool, default True
+        Run the model answers in the exercise cells (:func:`fill_solutions`); False runs
+        the exercise cells as they are.
 
     Returns
     -------
@@ -107,6 +152,11 @@ def execute_notebook(
     except Exception as exc:  # nbformat raises several types for bad JSON/schema
         raise LabError(f"notebook {src} is not a readable .ipynb: {exc}") from None
     inject_parameters(nb, dict(parameters or {}))
+    if solutions:
+        try:
+            fill_solutions(nb)
+        except LabError as exc:
+            raise LabError(f"{src.name}: {exc}") from None
     workdir = Path(cwd) if cwd is not None else src.resolve().parent
     if not workdir.is_dir():
         raise LabError(f"working folder {workdir} for {src.name} does not exist")
