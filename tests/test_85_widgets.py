@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ def _panel(lab: dict[str, Path], tmp_path: Path, **kw: Any) -> ControlPanel:
 def test_run_button_adds_a_result_row_and_csv_rows(lab, tmp_path):
     panel = _panel(lab, tmp_path, workers=1, repeats=1)
     try:
-        assert panel.workers.max == max_workers() >= 4
+        assert panel.workers.max == max_workers() == (os.cpu_count() or 1)
+        assert panel.kernel.value == 0 and panel.options()["filter"] is None
         assert list(panel.tile.options[i][1] for i in range(len(panel.tile.options))) == \
             list(prep.tile_sizes("tiny"))
         panel.repeats.value = 2
@@ -105,7 +107,7 @@ def test_backend_dropdown_updates_strategy_choices(lab, tmp_path):
     opts = panel.options()
     assert opts["split"] == "rows" and opts["strategy"] is None
     with pytest.raises(LabError, match="unknown backend"):
-        ControlPanel("tiny", root=lab["root"], backends=("gpu",), csv=False)
+        ControlPanel("tiny", root=lab["root"], backends=("abacus",), csv=False)
 
 
 def test_block_rows_slider_reaches_the_backend_and_csv(lab, tmp_path):
@@ -169,10 +171,11 @@ class FakeCluster:
         FakeCluster.started.append(n)
 
     def run(self, src: Any, *, split: str, block_rows: Any = None, ddof: int = 0,
-            **_: Any) -> Any:
+            filter: Any = None, **_: Any) -> Any:
         if FakeCluster.fail:
             raise LabError("rank 1 died")
-        res = backends.compute("sequential", src, block_rows=block_rows, ddof=ddof)
+        res = backends.compute("sequential", src, block_rows=block_rows, ddof=ddof,
+                               filter=filter)
         res.meta.update(backend="mpi", split=split, workers=self.n, strategy=None)
         res.meta["per_rank"] = [{"rank": k, "read": 0.001, "compute": 0.002, "merge": 0.0}
                                 for k in range(self.n)]
@@ -197,7 +200,8 @@ def fake_cluster(monkeypatch):
 
 
 def test_mpi_panel_starts_reuses_and_stops_engines(lab, tmp_path, fake_cluster):
-    panel = MpiPanel("tiny", root=lab["root"], csv=tmp_path / "bench.csv", workers=2, repeats=1)
+    panel = MpiPanel("tiny", root=lab["root"], csv=tmp_path / "bench.csv", workers=2, repeats=1,
+                     max_workers=4)
     panel.widget  # noqa: B018 - builds the box with the per-rank and command areas
     panel.run_button.click()
     assert panel.error is None, panel.error
@@ -290,3 +294,82 @@ print("kernel-ok")
     nb = execute_notebook(path, {}, timeout=120)
     out = "".join(o.get("text", "") for o in nb.cells[0].outputs)
     assert "kernel-ok" in out
+
+
+def test_kernel_selector_runs_the_lee_filter_and_shows_it(lab, tmp_path):
+    from labkit.ui.frame import KERNEL_CHOICES
+
+    panel = _panel(lab, tmp_path, backends=("sequential", "threads"), backend="threads",
+                   workers=2, repeats=1, filter="lee:5")
+    try:
+        assert [v for _, v in panel.kernel.options] == list(KERNEL_CHOICES)
+        assert panel.kernel.options[0] == ("none", 0) and KERNEL_CHOICES[1:] == tuple(
+            range(3, 16, 2))
+        assert panel.kernel.value == 5 and panel.options()["filter"] == "lee:5"
+        panel.run()
+        assert panel.error is None, panel.error
+        panel.kernel.value = 0
+        panel.run()
+        panel.kernel.value = 15
+        panel.run()
+        assert panel.error is None, panel.error
+        rows = panel.results
+        assert [r["kernel"] for r in rows] == ["lee:5:16", "none", "lee:15:16"]
+        assert all(r["max_abs_diff"] == 0.0 for r in rows)  # vs sequential, same kernel
+        plain = backends.compute("threads", lab["src"], workers=2)
+        assert not np.array_equal(panel.last_result.mean, plain.mean)  # the filter ran
+        assert panel.last_result.meta["filter"] == "lee:15:16"
+        assert "lee:15:16" in panel.table.value and ">kernel<" in panel.table.value
+        assert "kernel lee:5:16" in panel.describe()
+        csv_rows = bench.read_csv(tmp_path / "bench.csv")
+        assert [r["filter"] for r in csv_rows] == ["lee:5:16", None, "lee:15:16"]
+        variants = {s["variant"] for s in bench.summarize(csv_rows)}
+        assert variants == {"threads + lee:5:16", "threads", "threads + lee:15:16"}
+    finally:
+        panel.close()
+    with pytest.raises(LabError, match="valid are none and lee:K"):
+        ControlPanel("tiny", root=lab["root"], csv=False, filter="lee:17")
+    with pytest.raises(LabError, match="valid is"):
+        ControlPanel("tiny", root=lab["root"], csv=False, filter="lee:4")
+
+
+def test_mpi_panel_passes_the_kernel_to_the_engines_and_the_command(lab, tmp_path,
+                                                                    fake_cluster):
+    panel = MpiPanel("tiny", root=lab["root"], csv=False, workers=2, repeats=1,
+                     filter="lee:9")
+    try:
+        panel.widget  # noqa: B018 - builds the box with the command area
+        panel.run()
+        assert panel.error is None, panel.error
+        row = panel.results[-1]
+        assert row["kernel"] == "lee:9:16" and row["max_abs_diff"] == 0.0
+        assert panel.last_command.endswith("--split rows --filter lee:9")
+    finally:
+        panel.close()
+
+
+def test_cores_line_marks_counts_past_the_physical_cores(lab, tmp_path, monkeypatch):
+    from labkit.ui import frame
+
+    logical, physical = frame.core_counts()
+    assert 1 <= physical <= logical == (os.cpu_count() or 1)
+    monkeypatch.setattr(frame, "core_counts", lambda: (8, 4))
+    assert "8 logical cores, 4 physical" in frame.cores_html(4)
+    assert "past" not in frame.cores_html(4)
+    assert "past the 4 physical cores" in frame.cores_html(6)
+    assert "hyper-threads" in frame.cores_html(6)
+    assert "past the 8 logical cores" in frame.cores_html(9)
+    panel = _panel(lab, tmp_path, backends=("threads",), workers=4, repeats=1, max_workers=8)
+    try:
+        assert panel.workers.max == 8 and "past" not in panel.cores.value
+        panel.workers.value = 6
+        assert "6 workers is past the 4 physical cores" in panel.cores.value
+        panel.run()
+        assert panel.error is None, panel.error
+        assert panel.results[-1]["workers"] == 6
+        assert panel.results[-1]["workers_shown"] == "6 (> 4 physical)"
+        assert "6 (&gt; 4 physical)" in panel.table.value
+    finally:
+        panel.close()
+    prep_panel = PrepPanel("tiny", root=lab["root"], workers=5, max_workers=8)
+    assert "past the 4 physical" in prep_panel.cores.value

@@ -77,6 +77,7 @@ def time_backend(
     strategy: str | None = None,
     split: str | None = None,
     block_rows: int | None = None,
+    filter: str | None = None,
     repeat: int = 3,
     warmup: int = 1,
     pool: Any = None,
@@ -87,9 +88,9 @@ def time_backend(
 
     Parameters
     ----------
-    backend, src, workers, strategy, split, block_rows, pool
-        As :func:`labkit.backends.compute`. Without ``pool`` each run starts (and times,
-        as ``startup``) its own pool.
+    backend, src, workers, strategy, split, block_rows, filter, pool
+        As :func:`labkit.backends.compute` (``filter``: e.g. ``"lee:9"``; None: none).
+        Without ``pool`` each run starts (and times, as ``startup``) its own pool.
     repeat : int, default 3
         Timed runs (≥ 1).
     warmup : int, default 1
@@ -113,7 +114,7 @@ def time_backend(
     out = []
     for i in range(total):
         res = compute(backend, stack, workers=workers, strategy=strategy, split=split,
-                      block_rows=block_rows, pool=pool)
+                      block_rows=block_rows, filter=filter, pool=pool)
         if i >= warmup:
             if reference is not None:
                 res.meta["max_abs_diff"] = max_abs_diff(res, reference)

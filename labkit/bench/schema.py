@@ -39,6 +39,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "n_dates",        # dates in the stack
     "tile",           # ROWSxCOLS of one tile, e.g. 1024x1024
     "block_rows",     # rows per block (empty: backend default)
+    "filter",         # speckle filter before the statistics, e.g. lee:9:16 (empty: none)
     "repeat",         # 0, 1, ... (warm-up runs are not written)
     "mode",           # in-process (perf_counter around compute) | process (whole fresh process)
     "wall_s",         # seconds, whole call (process mode: whole process)
@@ -64,6 +65,7 @@ CSV_COLUMNS: tuple[str, ...] = (
 FLOOR_BACKENDS = ("floor-memory", "floor-read")
 _INT_COLUMNS = {"workers", "n_dates", "block_rows", "repeat", "bytes", "cores_physical",
                 "cores_logical"}
+_OPTIONAL_COLUMNS = {"filter"}  # absent from CSVs written before it existed: read as empty
 _FLOAT_COLUMNS = {"wall_s", "startup_s", "read_s", "compute_s", "merge_s", "write_s", "gbps",
                   "max_abs_diff"}
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -173,6 +175,7 @@ def row_from_result(
         "n_dates": m.get("n_dates", ""),
         "tile": f"{m.get('rows', '')}x{m.get('cols', '')}",
         "block_rows": m.get("block_rows") or "",
+        "filter": m.get("filter") or "",
         "repeat": repeat,
         "mode": mode,
         "wall_s": wall,
@@ -317,7 +320,7 @@ def read_csv(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         raise LabError(f"benchmark CSV {p} does not exist: run `labkit bench` first")
     with open(p, encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
-        missing = set(CSV_COLUMNS) - set(reader.fieldnames or ())
+        missing = set(CSV_COLUMNS) - set(reader.fieldnames or ()) - _OPTIONAL_COLUMNS
         if missing:
             raise LabError(f"{p} is not a labkit benchmark CSV (missing {sorted(missing)[:4]})")
         return [{k: _parse(k, r.get(k) or "") for k in CSV_COLUMNS} for r in reader]

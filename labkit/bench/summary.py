@@ -12,13 +12,14 @@ __all__ = ["format_table", "summarize", "variant_name"]
 
 
 def _group_key(r: dict[str, Any]) -> tuple:
-    """(label, backend, strategy, split, mode, n_dates, tile, workers, block_rows) of a row;
-    sequential and floor rows count as 1 worker; no block rows recorded counts as 0.
+    """(label, backend, strategy, split, mode, n_dates, tile, workers, block_rows, filter)
+    of a row; sequential and floor rows count as 1 worker; no block rows recorded counts
+    as 0, no filter as "".
     """
     workers = 1 if r["backend"] in ("sequential", *FLOOR_BACKENDS) else r.get("workers") or 1
     return (r.get("label") or "", r["backend"], r.get("strategy") or "", r.get("split") or "",
             r.get("mode") or "", r.get("n_dates") or 0, r.get("tile") or "", workers,
-            r.get("block_rows") or 0)
+            r.get("block_rows") or 0, r.get("filter") or "")
 
 
 def variant_name(backend: str, strategy: str | None = None, split: str | None = None) -> str:
@@ -35,13 +36,14 @@ def _median_of(rows: list[dict[str, Any]], col: str) -> float:
 
 def _summary_of(key: tuple, rs: list[dict[str, Any]]) -> dict[str, Any]:
     """One :func:`summarize` entry for the rows ``rs`` of one configuration ``key``."""
-    label, backend, strategy, split, mode, n_dates, tile, workers, block_rows = key
+    label, backend, strategy, split, mode, n_dates, tile, workers, block_rows, filt = key
     walls = [r["wall_s"] for r in rs]
     diffs = [r["max_abs_diff"] for r in rs if isinstance(r.get("max_abs_diff"), float)]
     first = rs[0]
     return {
         "label": label, "backend": backend, "strategy": strategy, "split": split,
-        "variant": variant_name(backend, strategy, split), "mode": mode,
+        "variant": variant_name(backend, strategy, split) + (f" + {filt}" if filt else ""),
+        "filter": filt or None, "mode": mode,
         "n_dates": n_dates, "tile": tile, "workers": workers, "block_rows": block_rows or None,
         "n": len(rs),
         "wall": _median_of(rs, "wall_s"), "wall_min": min(walls), "wall_max": max(walls),
@@ -71,7 +73,7 @@ def _name_block_rows(summary: list[dict[str, Any]]) -> None:
 
 def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Median and spread per (label, backend, strategy, split, mode, n_dates, tile, workers,
-    block_rows).
+    block_rows, filter).
 
     Sequential and floor rows count as 1 worker whatever their ``workers`` column says.
     A variant timed with several block sizes at one worker count gets its block rows in
@@ -86,7 +88,8 @@ def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     Returns
     -------
     list of dict
-        Those keys (``block_rows`` None when not recorded) plus ``variant``, ``n``
+        Those keys (``block_rows`` and ``filter`` None when not recorded) plus
+        ``variant`` (``threads + lee:9`` when filtered), ``n``
         (repeats), ``wall`` (median s), ``wall_min``, ``wall_max``, the median of each
         phase in s (``startup``, ``read``, ``compute``, ``merge``, ``write``), ``bytes``,
         ``gbps`` (median GB/s) and ``max_abs_diff`` (the largest seen, None if never

@@ -102,6 +102,8 @@ class RunOptions:
         Tile side (px).
     repeats : int
         Timed runs after one warm-up.
+    filter : str or None
+        Lee filter applied to every date first, ``"lee:K"`` (None: statistics only).
     """
 
     backend: str
@@ -111,19 +113,22 @@ class RunOptions:
     block_rows: int | None
     tile: int
     repeats: int
+    filter: str | None = None
 
     @classmethod
     def from_choices(cls, backend: str, variant: str | None, workers: int, block_rows: int,
-                     tile: int, repeats: int) -> RunOptions:
+                     tile: int, repeats: int, kernel: int = 0) -> RunOptions:
         """Options from what a panel shows: ``variant`` is the strategy or the split,
-        ``block_rows`` 0 means the backend's default; ``sequential`` runs 1 worker.
+        ``block_rows`` 0 means the backend's default; ``sequential`` runs 1 worker;
+        ``kernel`` is the Lee window side K (0: no filter).
         """
         kind, _ = variants_of(backend)
         return cls(backend=backend,
                    strategy=(variant or None) if kind == "strategy" else None,
                    split=(variant or None) if kind == "split" else None,
                    workers=1 if backend == "sequential" else int(workers),
-                   block_rows=int(block_rows) or None, tile=int(tile), repeats=int(repeats))
+                   block_rows=int(block_rows) or None, tile=int(tile), repeats=int(repeats),
+                   filter=f"lee:{int(kernel)}" if kernel else None)
 
     @property
     def name(self) -> str:
@@ -158,14 +163,23 @@ def panel_row(run: int, opts: RunOptions, rows: list[dict[str, Any]],
     """The panel's table row for one click, from its CSV rows via :func:`labkit.bench.summarize`.
 
     Times in s; ``gbps`` is GB/s at the median wall; ``startup`` is the start-up inside
-    the runs (0 with a reused pool), ``pool_startup_s`` the pool's own start-up.
+    the runs (0 with a reused pool), ``pool_startup_s`` the pool's own start-up;
+    ``kernel`` the filter run (``lee:K:ENL``, or ``none``); ``workers_shown`` the workers,
+    marked when past the physical cores.
     """
+    from labkit.ui.frame import core_counts
+
     (s,) = bench.summarize(rows)  # one configuration per click
     block_rows = rows[-1]["block_rows"]
     phases = f"{s['read']:.3g} / {s['compute']:.3g} / {s['merge']:.3g}"
+    logical, physical = core_counts()
+    shown: int | str = opts.workers
+    if opts.workers > physical:
+        shown = f"{opts.workers} (> {physical} physical)"
     return {
         "run": run, "backend": opts.name, "backend_name": opts.backend,
-        "workers": opts.workers, "tile": f"{opts.tile}×{opts.tile}",
+        "workers": opts.workers, "workers_shown": shown,
+        "kernel": rows[-1].get("filter") or "none", "tile": f"{opts.tile}×{opts.tile}",
         "block_rows": block_rows if block_rows else "auto", "repeats": s["n"],
         "median_s": s["wall"], "min_s": s["wall_min"], "max_s": s["wall_max"],
         "spread_s": s["wall_max"] - s["wall_min"], "read_s": s["read"],
@@ -182,7 +196,8 @@ def describe_runs(rows: Sequence[dict[str, Any]]) -> str:
     for r in rows:
         diff = r["max_abs_diff"]
         lines.append(
-            f"#{r['run']} {r['backend']}, {r['workers']} worker(s), {r['tile']}, "
+            f"#{r['run']} {r['backend']}, {r['workers']} worker(s), kernel "
+            f"{r.get('kernel', 'none')}, {r['tile']}, "
             f"block rows {r['block_rows']}: median {r['median_s']:.4f} s "
             f"(spread {r['spread_s']:.4f} s, {r['repeats']} runs), "
             f"{r['gbps'] or 0:.2f} GB/s, max |Δ| vs sequential "
@@ -262,7 +277,7 @@ class RunController:
         self.runs: list[dict[str, Any]] = []
         self.last_results: list[Any] = []
         self._pools: dict[tuple[str, int], Any] = {}
-        self._references: dict[str, Any] = {}
+        self._references: dict[tuple[str, str], Any] = {}
 
     def tiles(self, tile: int, jobs: int) -> Path:
         """The tile folder for side ``tile`` (px), prepared now with ``jobs`` if missing."""
@@ -271,14 +286,17 @@ class RunController:
         return Path(ensure_tiles(self.preset, int(tile), root=self.root,
                                  jobs=min(int(jobs), os.cpu_count() or 1), progress=False))
 
-    def reference(self, src: PathLike) -> Any:
-        """The sequential result for tile folder ``src`` (computed once, then cached)."""
-        key = str(src)
+    def reference(self, src: PathLike, filter: str | None = None) -> Any:
+        """The sequential result for tile folder ``src`` with ``filter`` (``"lee:K"``,
+        None: none), computed once, then cached.
+        """
+        key = (str(src), filter or "")
         if key not in self._references:
             from labkit.backends import compute
 
-            self.notify("computing the sequential reference…")
-            self._references[key] = compute("sequential", Path(src))
+            what = f" with {filter}" if filter else ""
+            self.notify(f"computing the sequential reference{what}…")
+            self._references[key] = compute("sequential", Path(src), filter=filter)
         return self._references[key]
 
     def pool(self, backend: str, workers: int) -> tuple[Any, float | str]:
@@ -312,22 +330,24 @@ class RunController:
     def runs_note(self, opts: RunOptions) -> str:
         """What a Run is about to time, in words."""
         """The line shown while ``opts`` is being timed."""
-        return f"{opts.backend}: 1 warm-up + {opts.repeats} timed runs…"
+        kernel = f" with {opts.filter}" if opts.filter else ""
+        return f"{opts.backend}{kernel}: 1 warm-up + {opts.repeats} timed runs…"
 
     def measure(self, src: PathLike, opts: RunOptions,
                 progress: Progress | None = None) -> Measurement:
         """Time 1 warm-up + ``opts.repeats`` runs on the tiles in ``src``.
 
         The runs use the kept pool and :func:`labkit.bench.time_backend`; each result's
-        ``meta["max_abs_diff"]`` is its max |Δ| against :meth:`reference`.
+        ``meta["max_abs_diff"]`` is its max |Δ| against :meth:`reference` (with the same
+        filter).
         """
-        reference = self.reference(src)
+        reference = self.reference(src, opts.filter)
         pool, startup = self.pool(opts.backend, opts.workers)
         self.notify(self.runs_note(opts))
         results = bench.time_backend(
             opts.backend, src, workers=opts.workers, strategy=opts.strategy,
-            split=opts.split, block_rows=opts.block_rows, repeat=opts.repeats, warmup=1,
-            pool=pool, reference=reference, progress=progress)
+            split=opts.split, block_rows=opts.block_rows, filter=opts.filter,
+            repeat=opts.repeats, warmup=1, pool=pool, reference=reference, progress=progress)
         return Measurement(results, startup)
 
     def record(self, measured: Measurement, opts: RunOptions) -> dict[str, Any]:
@@ -405,20 +425,23 @@ class MpiController(RunController):
 
     def runs_note(self, opts: RunOptions) -> str:
         """What a Run is about to time, in words."""
-        return (f"mpi ({opts.split}) on {opts.workers} engine(s): 1 warm-up + "
+        kernel = f" with {opts.filter}" if opts.filter else ""
+        return (f"mpi ({opts.split}){kernel} on {opts.workers} engine(s): 1 warm-up + "
                 f"{opts.repeats} timed runs…")
 
-    def terminal_command(self, src: PathLike, split: str | None) -> str:
+    def terminal_command(self, src: PathLike, split: str | None,
+                         filter: str | None = None) -> str:
         """The running cluster's ``mpiexec -n N labkit run mpi …`` for tiles ``src``
-        (outputs in :func:`labkit.paths.results_dir`); a note in brackets when there is
-        none to give.
+        (outputs in :func:`labkit.paths.results_dir`; ``--filter`` when ``filter``); a
+        note in brackets when there is none to give.
         """
         try:
             from labkit.paths import results_dir
 
             out = results_dir()
-            return str(self.cluster.mpiexec_command(src, out / "mean_mpi.tif",
-                                                    out / "std_mpi.tif", split))
+            command = str(self.cluster.mpiexec_command(src, out / "mean_mpi.tif",
+                                                       out / "std_mpi.tif", split))
+            return f"{command} --filter {filter}" if filter else command
         except Exception as exc:  # noqa: BLE001 - the command is a hint, not the result
             return f"(command unavailable: {exc})"
 

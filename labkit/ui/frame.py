@@ -20,21 +20,72 @@ from labkit.errors import LabError
 from labkit.ui import controller as ctl
 from labkit.ui.html import error_html, html_table, note_html
 
-__all__ = ["WIDE_LABEL", "Panel", "max_workers", "tile_dropdown", "workers_slider"]
+__all__ = ["KERNEL_CHOICES", "WIDE_LABEL", "Panel", "core_counts", "cores_html",
+           "kernel_dropdown", "max_workers", "tile_dropdown", "workers_slider"]
 
 _BOX = w.Layout(border="1px solid #ccc", padding="6px", width="100%")
 WIDE_LABEL = {"description_width": "initial"}  # a description wider than the default
 
 
+KERNEL_CHOICES = (0, 3, 5, 7, 9, 11, 13, 15)  # Lee window sides offered (0: no filter)
+
+
 def max_workers() -> int:
-    """Top of the workers slider: ``max(4, logical cores)``."""
-    return max(4, os.cpu_count() or 1)
+    """Top of the workers slider: the logical cores (``os.cpu_count()``)."""
+    return os.cpu_count() or 1
 
 
-def workers_slider(workers: int, description: str) -> w.IntSlider:
-    """A 1..:func:`max_workers` slider starting at ``workers`` (clipped)."""
-    return w.IntSlider(value=min(max(1, workers), max_workers()), min=1, max=max_workers(),
+def core_counts() -> tuple[int, int]:
+    """(logical, physical) cores of this machine; physical from psutil (the logical
+    count when psutil cannot tell).
+    """
+    logical = os.cpu_count() or 1
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False) or logical
+    except ImportError:
+        physical = logical
+    return logical, min(physical, logical)
+
+
+def cores_html(workers: int) -> str:
+    """One line: the machine's logical and physical cores, and whether ``workers`` is past
+    the physical count (workers then share a core's arithmetic units: hyper-threads, or
+    the OS taking turns).
+    """
+    logical, physical = core_counts()
+    text = (f"this machine: {logical} logical core{'s' * (logical != 1)}, {physical} "
+            f"physical")
+    if workers > logical:
+        text += (f"; {workers} workers is past the {logical} logical cores: they take turns "
+                 "on the cores, expect no gain")
+    elif workers > physical:
+        text += (f"; {workers} workers is past the {physical} physical cores: hyper-threads "
+                 "share a core's arithmetic units, expect less than linear")
+    return note_html(text)
+
+
+def workers_slider(workers: int, description: str, top: int | None = None) -> w.IntSlider:
+    """A 1..``top`` slider (default :func:`max_workers`) starting at ``workers`` (clipped)."""
+    top = max(1, top or max_workers())
+    return w.IntSlider(value=min(max(1, workers), top), min=1, max=top,
                        description=description)
+
+
+def kernel_dropdown(filter: str | None) -> w.Dropdown:
+    """The kernel-weight selector: ``none`` or a Lee filter ``K = 3 … 15`` (value: K, 0 for
+    none), starting at ``filter`` (``"lee:K"``; None or ``"none"``: none).
+    """
+    from labkit.filters import parse_filter
+
+    filt = parse_filter(filter)
+    k = filt.k if filt is not None else 0
+    if k not in KERNEL_CHOICES:
+        raise LabError(f"filter {filter!r} is not offered by the panel: valid are none and "
+                       f"lee:K with K in {', '.join(map(str, KERNEL_CHOICES[1:]))}")
+    return w.Dropdown(options=[("none", 0)] + [(f"Lee K = {k}", k) for k in KERNEL_CHOICES[1:]],
+                      value=k, description="kernel")
 
 
 def tile_dropdown(preset: str, tile: int | None) -> w.Dropdown:
@@ -85,8 +136,8 @@ class Panel:
             output = w.VBox([self.status, self.table, self.plot, self.log], layout=_BOX)
             self._box = w.VBox([header, *self.controls(), buttons, output], layout=_BOX)
             self._box.add_class("labkit-panel")  # stable CSS hooks for the browser tests
-            for name in ("workers", "tile", "run_button", "stop_button", "progress",
-                         "status", "table", "plot"):
+            for name in ("workers", "tile", "kernel", "cores", "run_button", "stop_button",
+                         "progress", "status", "table", "plot"):
                 if isinstance(getattr(self, name, None), w.DOMWidget):
                     getattr(self, name).add_class(f"labkit-{name.replace('_button', '')}")
         return self._box

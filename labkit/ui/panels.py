@@ -1,8 +1,12 @@
 """Control panels for the notebooks: sliders, a Run button, a progress bar, a table and a plot.
 
-One :class:`ControlPanel` serves notebooks 02–04 (backend and strategy, workers, tile
-size, repeats, optionally rows per block), :class:`MpiPanel` drives ipyparallel MPI
-engines for 05 and :class:`PrepPanel` prepares tiles in parallel for 01.
+One :class:`ControlPanel` serves notebooks 02–04 (backend and strategy, workers, kernel
+weight, tile size, repeats, optionally rows per block), :class:`MpiPanel` drives
+ipyparallel MPI engines for 05 and :class:`PrepPanel` prepares tiles in parallel for 01.
+The workers slider goes up to the machine's logical cores (``os.cpu_count()``); a line
+under it gives the logical and physical cores (psutil) and says when the chosen count is
+past the physical one. The kernel selector runs the Lee speckle filter (``lee:K``, K = 3
+… 15) before the statistics, so the work per byte grows with K.
 
 A panel only holds widgets: what a click does is done by its controller
 (:mod:`labkit.ui.controller`), with the functions ``labkit bench`` uses. Each Run warms up
@@ -14,6 +18,7 @@ a method, so tests and notebooks can drive a panel without a browser::
     panel = ControlPanel("tiny")
     panel.backend.value = "multiprocessing"
     panel.workers.value = 2
+    panel.kernel.value = 9            # Lee K = 9 (0: none)
     panel.run_button.click()          # or panel.run()
     panel.results[-1]["median_s"]     # seconds
     panel.close()                     # stops the pools it started
@@ -29,7 +34,14 @@ from typing import Any
 import ipywidgets as w
 
 from labkit.ui import controller as ctl
-from labkit.ui.frame import WIDE_LABEL, Panel, tile_dropdown, workers_slider
+from labkit.ui.frame import (
+    WIDE_LABEL,
+    Panel,
+    cores_html,
+    kernel_dropdown,
+    tile_dropdown,
+    workers_slider,
+)
 from labkit.ui.html import command_html, error_html, html_table, note_html
 
 __all__ = ["ControlPanel", "MpiPanel", "PrepPanel"]
@@ -55,7 +67,11 @@ class ControlPanel(Panel):
     backend : str, optional
         Initial backend (default: the first of ``backends``).
     workers : int, default 2
-        Initial workers (slider 1..:func:`max_workers`).
+        Initial workers (slider 1..``max_workers``).
+    max_workers : int, optional
+        Top of the workers slider (default: the logical cores, :func:`max_workers`).
+    filter : str, optional
+        Initial kernel weight: ``"lee:K"`` with K in 3, 5, … 15 (default: none).
     repeats : int, default 3
         Timed runs per click (after one warm-up), 1..10.
     tile : int, optional
@@ -72,8 +88,9 @@ class ControlPanel(Panel):
 
     title = "Run a backend"
     table_columns = (
-        ("run", "#"), ("backend", "backend"), ("workers", "workers"), ("tile", "tile"),
-        ("block_rows", "block rows"), ("median_s", "median wall (s)"),
+        ("run", "#"), ("backend", "backend"), ("workers_shown", "workers"),
+        ("kernel", "kernel"), ("tile", "tile"), ("block_rows", "block rows"),
+        ("median_s", "median wall (s)"),
         ("spread_s", "spread (s)"), ("phases", "phases: read / compute / merge (s)"),
         ("gbps", "GB/s"), ("max_abs_diff", "max |Δ| vs sequential"),
         ("pool_startup_s", "pool start-up (s)"),
@@ -83,16 +100,20 @@ class ControlPanel(Panel):
                  backend: str | None = None, workers: int = 2, repeats: int = 3,
                  tile: int | None = None, block_rows: bool = False,
                  root: PathLike | None = None, csv: PathLike | bool | None = None,
-                 label: str = "panel") -> None:
+                 label: str = "panel", max_workers: int | None = None,
+                 filter: str | None = None) -> None:
         super().__init__()
         ctl.check_backends(backends)
+        self.kernel = kernel_dropdown(filter)
         self.controller = self._controller(preset, root=root, csv=csv, label=label)
         self.preset = preset
         self.backend = w.Dropdown(options=list(backends), value=backend or backends[0],
                                   description="backend")
         self.strategy = w.Dropdown(description="strategy")
         self.backend.observe(self._on_backend, names="value")
-        self.workers = workers_slider(workers, "workers")
+        self.workers = workers_slider(workers, "workers", max_workers)
+        self.cores = w.HTML(cores_html(self.workers.value))
+        self.workers.observe(self._on_workers, names="value")
         self.tile = tile_dropdown(preset, tile)
         self.repeats = w.IntSlider(value=min(max(1, repeats), MAX_REPEATS), min=1,
                                    max=MAX_REPEATS, description="repeats")
@@ -135,11 +156,17 @@ class ControlPanel(Panel):
 
     # -- widgets ---------------------------------------------------------------------------
     def controls(self) -> list[w.Widget]:
-        """Backend and strategy, workers and repeats, tile and block rows."""
+        """Backend and strategy, workers and repeats, the cores line, kernel weight, tile
+        and block rows.
+        """
         row1 = w.HBox([self.backend, self.strategy])
         row2 = w.HBox([self.workers, self.repeats])
-        row3 = [self.tile] + ([self.block_rows] if self.block_rows is not None else [])
-        return [row1, row2, w.HBox(row3)]
+        row3 = [self.kernel, self.tile] + ([self.block_rows] if self.block_rows is not None
+                                           else [])
+        return [row1, row2, self.cores, w.HBox(row3)]
+
+    def _on_workers(self, _change: Any = None) -> None:
+        self.cores.value = cores_html(self.workers.value)
 
     def _on_backend(self, _change: Any = None) -> None:
         kind, choices = ctl.variants_of(self.backend.value)
@@ -155,10 +182,12 @@ class ControlPanel(Panel):
         br = self.block_rows.value if self.block_rows is not None else 0
         return ctl.RunOptions.from_choices(
             self.backend.value, self.strategy.value, self.workers.value, br,
-            self.tile.value, self.repeats.value)
+            self.tile.value, self.repeats.value, self.kernel.value)
 
     def options(self) -> dict[str, Any]:
-        """The run options as a dict (backend, strategy, split, workers, block_rows, …)."""
+        """The run options as a dict (backend, strategy, split, workers, block_rows, filter,
+        …).
+        """
         return self.run_options().as_dict()
 
     def tiles(self) -> Path:
@@ -166,8 +195,10 @@ class ControlPanel(Panel):
         return self.controller.tiles(self.tile.value, self.workers.value)
 
     def reference(self, src: PathLike) -> Any:
-        """The sequential result for tile folder ``src`` (computed once, then cached)."""
-        return self.controller.reference(src)
+        """The sequential result for tile folder ``src`` with the selected kernel
+        (computed once, then cached).
+        """
+        return self.controller.reference(src, self.run_options().filter)
 
     def pool(self, backend: str, workers: int) -> tuple[Any, float | str]:
         """A pool for (backend, workers), reused across runs (see the controller)."""
@@ -219,8 +250,9 @@ class MpiPanel(ControlPanel):
 
     Parameters
     ----------
-    preset, workers, repeats, tile, block_rows, root, csv, label
-        As :class:`ControlPanel`.
+    preset, workers, repeats, tile, block_rows, root, csv, label, max_workers, filter
+        As :class:`ControlPanel` (with a kernel weight, ``--split rows`` exchanges the
+        K//2 halo rows between neighbouring ranks).
     timeout : float, default 60
         Seconds to wait for the engines to start.
     """
@@ -229,8 +261,9 @@ class MpiPanel(ControlPanel):
 
     title = "MPI on ipyparallel engines"
     table_columns = (
-        ("run", "#"), ("backend", "backend"), ("workers", "ranks"), ("tile", "tile"),
-        ("block_rows", "block rows"), ("median_s", "median wall (s)"),
+        ("run", "#"), ("backend", "backend"), ("workers_shown", "ranks"),
+        ("kernel", "kernel"), ("tile", "tile"), ("block_rows", "block rows"),
+        ("median_s", "median wall (s)"),
         ("spread_s", "spread (s)"), ("phases", "phases: read / compute / merge (s)"),
         ("gbps", "GB/s"), ("max_abs_diff", "max |Δ| vs sequential"),
         ("pool_startup_s", "cluster start-up (s)"),
@@ -239,11 +272,13 @@ class MpiPanel(ControlPanel):
     def __init__(self, preset: str = "seed", *, workers: int = 2, repeats: int = 3,
                  tile: int | None = None, block_rows: bool = False,
                  root: PathLike | None = None, csv: PathLike | bool | None = None,
-                 label: str = "panel", timeout: float = 60) -> None:
+                 label: str = "panel", timeout: float = 60, max_workers: int | None = None,
+                 filter: str | None = None) -> None:
         self.timeout = timeout
         self.cluster_status = w.HTML(note_html("engines: none running"))
         super().__init__(preset, backends=("mpi",), workers=workers, repeats=repeats,
-                         tile=tile, block_rows=block_rows, root=root, csv=csv, label=label)
+                         tile=tile, block_rows=block_rows, root=root, csv=csv, label=label,
+                         max_workers=max_workers, filter=filter)
         self.backend.disabled = True
         self.workers.description = "ranks"
         self.stop_button = w.Button(description="Stop engines", icon="stop",
@@ -305,7 +340,7 @@ class MpiPanel(ControlPanel):
         self.per_rank = rows
         self.ranks.value = ("<b>per-rank timings of the last run</b>"
                             + html_table(rows, cols, heads) if rows else "")
-        self.last_command = self.controller.terminal_command(src, opts.split)
+        self.last_command = self.controller.terminal_command(src, opts.split, opts.filter)
         self.command.value = command_html("the same run from a terminal:", self.last_command)
 
     def _cleanup_after_error(self) -> None:
@@ -337,6 +372,8 @@ class PrepPanel(Panel):
         Initial tile size (default: the preset's).
     root : path, optional
         Data folder (default :func:`labkit.paths.data_dir`).
+    max_workers : int, optional
+        Top of the jobs slider (default: the logical cores).
     """
 
     title = "Prepare intensity tiles"
@@ -347,11 +384,13 @@ class PrepPanel(Panel):
     )
 
     def __init__(self, preset: str = "seed", *, workers: int = 2, tile: int | None = None,
-                 root: PathLike | None = None) -> None:
+                 root: PathLike | None = None, max_workers: int | None = None) -> None:
         super().__init__()
         self.controller = ctl.PrepController(preset, root=root, notify=self._note)
         self.preset = preset
-        self.workers = workers_slider(workers, "jobs")
+        self.workers = workers_slider(workers, "jobs", max_workers)
+        self.cores = w.HTML(cores_html(self.workers.value))
+        self.workers.observe(self._on_workers, names="value")
         self.tile = tile_dropdown(preset, tile)
         self.run_button.description = "Prepare"
 
@@ -366,8 +405,11 @@ class PrepPanel(Panel):
         return self.controller.last_result
 
     def controls(self) -> list[w.Widget]:
-        """Workers (dates in parallel) and tile size."""
-        return [w.HBox([self.workers, self.tile])]
+        """Workers (dates in parallel) and tile size, and the cores line."""
+        return [w.HBox([self.workers, self.tile]), self.cores]
+
+    def _on_workers(self, _change: Any = None) -> None:
+        self.cores.value = cores_html(self.workers.value)
 
     def _run_once(self) -> Any:
         return self.controller.prepare(int(self.tile.value), int(self.workers.value),
