@@ -17,11 +17,12 @@ from typing import Any
 
 from labkit.config import THREAD_ENV_VARS
 
-__all__ = ["INFO_KEYS", "mpi_library_version", "system_info"]
+__all__ = ["INFO_KEYS", "cuda_devices", "mpi_library_version", "system_info"]
 
 INFO_KEYS = ("host", "os", "python", "cpu_model", "cores_physical", "cores_logical",
              "mem_total_gib", "mem_available_gib", "mpi_library", "numpy", "rasterio", "gdal",
-             "mpi4py", "ipyparallel", "numba", "threads_env", "threadpools")
+             "mpi4py", "ipyparallel", "numba", "numba_cuda", "cuda", "threads_env",
+             "threadpools")
 _GIB = 2.0**30  # bytes
 _MPI_QUERY = ("import mpi4py; mpi4py.rc.initialize = False; mpi4py.rc.finalize = False; "
               "from mpi4py import MPI; print(MPI.Get_library_version())")
@@ -97,6 +98,35 @@ def _threadpools() -> str:
         return ""
 
 
+def cuda_devices() -> str:
+    """The CUDA devices the gpu backend would find, without loading CUDA: ``"simulator"``
+    under ``NUMBA_ENABLE_CUDASIM=1``, else the NVIDIA driver's GPU names (its /proc files,
+    else ``nvidia-smi -L``), else "".
+    """
+    import glob
+    import shutil
+
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        return "simulator (NUMBA_ENABLE_CUDASIM=1)"
+    names = []
+    for path in sorted(glob.glob("/proc/driver/nvidia/gpus/*/information")):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                names += [line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("Model:")]
+        except OSError:
+            pass
+    if not names and shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
+                                 timeout=10)
+            names = [line.split(":", 1)[1].split("(UUID")[0].strip()
+                     for line in out.stdout.splitlines() if line.startswith("GPU ")]
+        except (OSError, subprocess.SubprocessError, IndexError):
+            names = []
+    return ", ".join(names)
+
+
 def system_info() -> dict[str, Any]:
     """Host, OS, CPU, cores, memory, MPI library and package versions, thread settings.
 
@@ -107,7 +137,8 @@ def system_info() -> dict[str, Any]:
         ``cores_physical``, ``cores_logical`` (int), ``mem_total_gib``,
         ``mem_available_gib`` (float, GiB), ``mpi_library`` (first line of the MPI
         library version), versions of ``numpy``, ``rasterio``, ``gdal``, ``mpi4py``,
-        ``ipyparallel``, ``numba`` ("" if not installed), ``threads_env``
+        ``ipyparallel``, ``numba``, ``numba_cuda`` ("" if not installed), ``cuda`` (the
+        GPUs the gpu backend would use, ``simulator (...)``, or ""), ``threads_env``
         (``OMP_NUM_THREADS=1;OPENBLAS_NUM_THREADS=;...``, empty when unset) and
         ``threadpools`` (threadpoolctl's view of the loaded BLAS/OpenMP libraries).
     """
@@ -130,6 +161,8 @@ def system_info() -> dict[str, Any]:
         "mpi4py": _version("mpi4py"),
         "ipyparallel": _version("ipyparallel"),
         "numba": _version("numba"),
+        "numba_cuda": _version("numba-cuda"),
+        "cuda": cuda_devices(),
         "threads_env": ";".join(f"{k}={os.environ.get(k, '')}" for k in THREAD_ENV_VARS),
         "threadpools": _threadpools(),
     }

@@ -185,10 +185,12 @@ def make_pool(backend: str = "multiprocessing", workers: int = 2,
 
 
 def default_workers(backend: str) -> int:
-    """Workers when ``--workers`` is not given: 1, the mpiexec size, or physical cores."""
+    """Workers when ``--workers`` is not given: 1 (sequential, gpu), the mpiexec size, or
+    physical cores.
+    """
     import os
 
-    if backend == "sequential":
+    if backend in ("sequential", "gpu"):
         return 1
     if backend == "mpi":  # set by mpiexec before Python starts
         from labkit.backends.mpi._world import world_size

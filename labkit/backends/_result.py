@@ -39,11 +39,17 @@ class Result:
 
 
 def summary_line(result: Result, outputs: tuple[Any, ...] = ()) -> str:
-    """One line: backend, workers, wall and phase seconds, GB read and GB/s."""
+    """One line: backend, workers, wall and phase seconds, GB read and GB/s (and for the
+    gpu backend the GB over the bus and its host→device, kernel, device→host seconds).
+    """
     m, t = result.meta, result.timings
     name = "/".join(str(x) for x in (m.get("backend"), m.get("strategy") or m.get("split")) if x)
     phases = ", ".join(f"{k} {t.get(k, 0.0):.3f}" for k in ("startup", *PHASES))
     gbps = result.bytes_read / 1e9 / t["wall"] if t.get("wall") else 0.0
     dest = f" -> {', '.join(map(str, outputs))}" if outputs else ""
+    bus = ""
+    if "bus_bytes" in m:  # the gpu backend: bytes over the bus and the three device phases
+        bus = (f", {m['bus_bytes'] / 1e9:.3f} GB over the bus (h2d {t.get('h2d', 0.0):.3f}, "
+               f"kernel {t.get('kernel', 0.0):.3f}, d2h {t.get('d2h', 0.0):.3f} s)")
     return (f"{name} x{m.get('workers')}: wall {t.get('wall', 0.0):.3f} s ({phases} s), "
-            f"{result.bytes_read / 1e9:.3f} GB read, {gbps:.2f} GB/s{dest}")
+            f"{result.bytes_read / 1e9:.3f} GB read, {gbps:.2f} GB/s{bus}{dest}")

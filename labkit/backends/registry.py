@@ -15,6 +15,7 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "mem": ("labkit.backends.mem", (), ()),
     "threads": ("labkit.backends.threads", (), ()),
     "mpi": ("labkit.backends.mpi", (), ("rows", "dates")),
+    "gpu": ("labkit.backends.gpu", (), ()),  # CUDA via Numba: pip install -e .[gpu]
 }
 
 

@@ -105,11 +105,12 @@ def startup_of(pool: Any) -> float:
 
 def _configs(variants: list[tuple[str, str | None, str | None]],
              counts: list[int]) -> list[Config]:
-    """Every variant at every worker count (sequential at 1 only, always included: it is
-    the reference).
+    """Every variant at every worker count (sequential and gpu at 1 only; sequential always
+    included: it is the reference).
     """
-    configs = [(b, s, sp, 1 if b == "sequential" else w)
-               for (b, s, sp) in variants for w in ([1] if b == "sequential" else counts)]
+    one = ("sequential", "gpu")  # one process, one device: no worker counts
+    configs = [(b, s, sp, 1 if b in one else w)
+               for (b, s, sp) in variants for w in ([1] if b in one else counts)]
     if ("sequential", None, None, 1) not in configs:
         configs.insert(0, ("sequential", None, None, 1))
     return configs

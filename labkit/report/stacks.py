@@ -133,9 +133,13 @@ def real_tiles(src: str | os.PathLike[str], root: Path) -> Path:
 
 
 def available_backends() -> list[str]:
-    """Backends whose module can be imported here (e.g. ``mpi`` needs mpi4py)."""
+    """Backends whose module can be imported here (e.g. ``mpi`` needs mpi4py); ``gpu``
+    only with a GPU (:func:`labkit.backends.gpu.device_present`).
+    """
     import importlib.util
 
     from labkit.backends import BACKENDS
+    from labkit.backends.gpu import device_present
 
-    return [b for b, (module, _, _) in BACKENDS.items() if importlib.util.find_spec(module)]
+    return [b for b, (module, _, _) in BACKENDS.items() if importlib.util.find_spec(module)
+            and (b != "gpu" or device_present())]
