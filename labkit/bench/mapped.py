@@ -235,7 +235,7 @@ def describe_reads(cmp: ReadComparison) -> str:
     lines = []
     for cache, times in cmp.times.items():
         lines.append(f"page cache {cache} ({len(next(iter(times.values())))} passes each, "
-                     f"{cmp.nbytes / 2**20:.0f} MiB per pass, medians):")
+                     f"{cmp.nbytes / 2**20:.1f} MiB per pass, medians):")
         for name in times:
             t = cmp.median(cache, name)
             base = BLOCKS_GDAL if name.startswith("row blocks") else BUFFERED
