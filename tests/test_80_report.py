@@ -1,4 +1,6 @@
-"""The informe: numbers quoted from the CSV, both languages, offline HTML, the full pipeline."""
+"""The informe: numbers quoted from the CSV, both languages, the student's cells and the
+model answers, Karp–Flatt and the Amdahl fit, weak scaling, the xarray comparison, offline
+HTML, the full pipeline."""
 
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ import pytest
 
 from labkit import bench, report
 from labkit.errors import LabError
+from labkit.report.render import labels
 
 HEADINGS = {
-    "en": ["Methodology", "Results", "Why", "Limitations", "Next steps", "Reproduce", "Closing"],
-    "es": ["Metodología", "Resultados", "Por qué", "Limitaciones", "Próximos pasos",
-           "Reproducir", "Cierre"],
+    "en": ["Question and hypothesis", "Method", "Results", "Discussion", "Conclusions",
+           "Next steps", "Reproduce"],
+    "es": ["Pregunta e hipótesis", "Método", "Resultados", "Discusión", "Conclusiones",
+           "Próximos pasos", "Reproducir"],
 }
 
 
@@ -71,9 +75,10 @@ def test_markdown_quotes_numbers_from_the_csv(csv: Path, lang: str):
                              and r["workers"] == 4 and r["mode"] == "in-process")
     assert report.fmt_x(t_seq / mem4, lang) in md  # mem ×4 speed-up, computed independently
     assert facts.variants["mem"].fit == pytest.approx(0.3, abs=0.03)
-    # multiprocessing is slower: its overhead (start-up + merge) is quoted
+    # multiprocessing is slower: its start-up and its merge are quoted
     mp = facts.variants["multiprocessing/partitioned"].top
-    assert mp.speedup < 1 and report.fmt_s(mp.overhead, lang) in md
+    assert mp.speedup < 1 and report.fmt_s(mp.merge, lang) in md
+    assert report.fmt_s(mp.startup, lang) in md
     assert report.fmt_x(1 / mp.speedup, lang) in md
     zero = "0.0" if lang == "en" else "0,0"
     assert ("tiny" in md) and (f"|Δ| = {zero})" in md)  # preset named; max |Δ| = 0.0
@@ -205,6 +210,8 @@ def test_build_report_both_languages_offline(csv: Path, tmp_path: Path):
         assert html.count("data:image/png;base64,") >= 4  # bars, speed-up, efficiency, phases
         assert "report.display_section" not in html  # code hidden
         assert "Learning objectives" not in html  # teaching cells stay in the notebook
+        assert report.prompt("discussion", lang) in html  # the student's cells are exported
+        assert "<details>" in html and labels(lang).model_answer in html
     assert not [p for p in (tmp_path / "rep").iterdir() if p.name.startswith(".")]
 
 
@@ -275,3 +282,182 @@ def test_execute_notebook_injects_parameters(tmp_path: Path):
         execute_notebook(tmp_path / "none.ipynb", {})
     with pytest.raises(LabError, match="not a Python name"):
         execute_notebook(path, {"bad-name": 1})
+
+
+def _fewer_counts(rows: list[dict], keep: tuple[int, ...]) -> list[dict]:
+    """``rows`` with the parallel variants kept only at the worker counts ``keep``."""
+    return [r for r in rows if r["backend"] in ("sequential", *bench.FLOOR_BACKENDS)
+            or r["workers"] in keep]
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_amdahl_needs_three_worker_counts_and_karp_flatt_is_quoted(lang: str):
+    facts = report.analyze(_fewer_counts(_rows(), (1, 2)))
+    mem = facts.variants["mem"]
+    assert mem.counts == 2 and mem.fit_kind == "too_few"
+    assert str(mem.fit) == "nan"
+    md = report.model_answer("discussion", facts, lang)
+    assert ("not a fit" if lang == "en" else "no es un ajuste") in md
+    c2 = next(c for c in mem.configs if c.workers == 2)
+    e = (1 / c2.speedup - 1 / 2) / (1 - 1 / 2)
+    assert c2.karp_flatt == pytest.approx(e)
+    fixed = f"{e:.2f}".replace(".", "," if lang == "es" else ".")
+    assert fixed in md and fixed in report.results_table(facts, lang)
+    full = report.analyze(_rows())  # 1, 2, 4 workers: a real fit, Karp–Flatt steady at s
+    assert full.variants["mem"].fit_kind == "partial"
+    assert full.variants["mem"].karp_flatt_trend == "steady"
+    assert full.variants["multiprocessing/partitioned"].karp_flatt_trend == "above_one"
+
+
+def test_kernel_phase_is_not_called_compute_bound_without_a_roofline():
+    rows = _rows()
+    for r in rows:
+        if r["backend"] == "sequential":
+            r["read_s"], r["compute_s"] = 0.2, 0.7  # the kernel phase dominates
+    facts = report.analyze(rows)
+    assert not facts.io_bound and facts.stats_bound == ""
+    md = report.model_answer("discussion", facts, "en")
+    assert "kernel phase dominates" in md and "compute-bound" not in md
+    from labkit.report.facts import Roofline, RooflinePoint
+
+    roof = Roofline(bandwidth=20.0, bandwidth_one=10.0, peak=80.0, peak_one=40.0, ridge=4.0,
+                    points=(RooflinePoint("stats, threads ×2", 0.9, 3.0, 18.0),
+                            RooflinePoint("lee:9, threads ×2", 9.0, 30.0, 80.0)))
+    facts = report.analyze(rows, roofline=roof)
+    assert facts.stats_bound == "memory"
+    md = report.model_answer("discussion", facts, "en")
+    assert "**memory-bound**" in md and "0.90 flop/byte" in md
+    assert "compute-bound side" in md  # the Lee point, right of the ridge
+    es = report.model_answer("discussion", facts, "es")
+    assert "**limitado por memoria**" in es and "0,90 flop/byte" in es
+
+
+def test_block_rows_are_part_of_a_configuration():
+    rows = _rows()
+    extra = []
+    for r in rows:
+        if r["backend"] == "mem" and r["workers"] == 2 and r["mode"] == "in-process":
+            r["block_rows"] = 32
+            extra.append({**r, "block_rows": 8, "wall_s": r["wall_s"] * 1.5})
+    facts = report.analyze(rows + extra)
+    names = {c.variant for c in facts.configs}
+    assert {"mem (32 rows)", "mem (8 rows)"} <= names
+    eight = next(c for c in facts.configs if c.variant == "mem (8 rows)")
+    assert eight.block_rows == 8 and eight.repeats == 3
+    assert "| mem (8 rows) | 2 | 8 |" in report.results_table(facts, "en")
+    assert facts.block_rows["mem (8 rows)"] == (8,)
+
+
+def test_method_says_which_runs_it_used():
+    rows = _rows()
+    for i, r in enumerate(rows):
+        r["timestamp"] = f"2026-11-28T10:{i % 60:02d}:00+00:00"
+        r["run_id"] = "a" if i < 10 else "b"
+    facts = report.analyze(rows)
+    assert facts.runs is not None and facts.runs.rows == len(rows)
+    md = report.section("method", facts, "en")
+    assert f"{len(rows)} timed rows from 2 sessions" in md and "experiment `main`" in md
+    assert "2026-11-28 10:00 to 2026-11-28 10:" in md
+    assert "sesiones" in report.section("method", facts, "es")
+
+
+def _xarray_rows(wall: float) -> list[dict]:
+    out = []
+    for i, mode_wall in enumerate(((0.99, "in-process"), (1.0, "in-process"),
+                                   (1.02, "in-process"))):
+        r = {k: "" for k in bench.CSV_COLUMNS}
+        r.update(backend="dask", strategy="xarray", workers=2, n_dates=4, tile="64x64",
+                 repeat=i, mode=mode_wall[1], wall_s=wall * mode_wall[0], host="h",
+                 cpu_model="Test CPU", cores_physical=2, cores_logical=2, label="main",
+                 bytes=65536, max_abs_diff=3e-7, run_id="r")
+        out.append(r)
+    return out
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_xarray_way_is_compared_with_the_best_labkit_design(lang: str):
+    facts = report.analyze(_rows() + _xarray_rows(4.75))
+    xa = facts.xarray
+    assert xa is not None and xa.best.variant == "mem" and xa.best.workers == 4
+    assert xa.ratio == pytest.approx(4.75 / xa.best.wall)
+    md = report.section("results", facts, lang)
+    assert f"**{report.fmt_x(xa.ratio, lang)}**" in md
+    assert ("float64" in md) and (report.fmt_s(xa.float64_mib, lang) in md)
+    for word in (("task overhead", "extra passes", "float64 copies") if lang == "en" else
+                 ("sobrecosto por tarea", "pasadas extra", "copias en float64")):
+        assert word in md
+    assert "dask/xarray" in facts.variants  # a variant like any other
+    assert report.analyze(_rows()).xarray is None
+
+
+def _weak_rows() -> list[dict]:
+    """A weak-scaling run: threads keeps its time up to 2 workers, then slows (4 > 2 cores)."""
+    rows = []
+    for p, wall in ((1, 0.1), (2, 0.11), (4, 0.2)):
+        for backend, w, t in (("sequential", 1, 0.1 * p), ("threads", p, wall)):
+            for i in range(3):
+                r = {k: "" for k in bench.CSV_COLUMNS}
+                r.update(backend=backend, workers=w, n_dates=4 * p, tile="64x64", repeat=i,
+                         mode="in-process", wall_s=t, host="h", cpu_model="Test CPU",
+                         cores_physical=2, cores_logical=4, label="weak", bytes=1,
+                         max_abs_diff=0.0, run_id="w")
+                rows.append(r)
+    return rows
+
+
+def test_weak_scaling_efficiency_and_physical_cores(tmp_path: Path):
+    from labkit import plots
+
+    facts = report.analyze(_rows() + _weak_rows())
+    wk = facts.weak
+    assert wk is not None and wk.dates_per_worker == 4 and wk.workers == (1, 2, 4)
+    (th,) = wk.series
+    assert th.top.workers == 2 and th.top.efficiency == pytest.approx(0.1 / 0.11)
+    assert th.past is not None and th.past.workers == 4 and th.past.efficiency == pytest.approx(0.5)
+    assert th.top.scaled_speedup == pytest.approx(0.2 / 0.11)
+    en = report.model_answer("discussion", facts, "en")
+    assert "Past the 2 physical cores" in en and "0.50 at 4" in en
+    assert "0,50 con 4" in report.model_answer("discussion", facts, "es")
+    assert "**Weak scaling** (4 dates of 64x64 per worker" in report.section("results", facts)
+    out = plots.plot_weak(_rows() + _weak_rows(), tmp_path / "weak.png", lang="es")
+    assert out is not None and out.stat().st_size > 2000
+    assert plots.plot_weak(_rows(), tmp_path / "none.png") is None
+    assert {r["label"] for r in plots.select_main(_weak_rows() + [
+        {**r, "label": "panel"} for r in _rows()])} == {"panel"}  # weak rows never main
+
+
+def test_run_weak_grows_the_stack_with_the_workers(tmp_path: Path):
+    from labkit.bench.weak import run_weak, weak_points
+    from labkit.prep import ensure_tiles
+
+    tiles = ensure_tiles("tiny", root=tmp_path / "data", progress=False)
+    csv = tmp_path / "r.csv"
+    rows = run_weak(tiles, backends="sequential,threads", workers=[2], dates_per_worker=2,
+                    repeat=1, warmup=0, csv_path=csv, root=tmp_path / "weak")
+    dates = {(r["backend"], r["workers"]): r["n_dates"] for r in rows}
+    assert dates == {("sequential", 1): 4, ("threads", 1): 2, ("threads", 2): 4}
+    assert {r["label"] for r in rows} == {"weak"}
+    pts = weak_points(bench.read_csv(csv))
+    assert [d["workers"] for d in pts["threads"]] == [1, 2]
+    assert all(r["max_abs_diff"] == 0.0 for r in rows)
+    with pytest.raises(LabError, match="dates per worker"):
+        run_weak(tiles, backends="threads", workers=[1], dates_per_worker=0, csv_path=csv)
+
+
+def test_student_cells_and_prompts_in_the_notebook():
+    import nbformat
+
+    nb = nbformat.read(Path(__file__).resolve().parent.parent / "notebooks" / "06_analysis.ipynb",
+                       as_version=4)
+    cells = report.student_cells(nb)
+    assert set(cells) == set(report.STUDENT_PARTS)
+    for part, cell in cells.items():
+        assert cell.source == report.prompt(part, "en")  # the same prompt the export swaps
+        assert "no-report" not in cell.metadata.get("tags", [])
+    for lang in report.LANGS:
+        for part in report.STUDENT_PARTS:
+            assert report.prompt(part, lang).startswith("✍️")
+    assert "escribí" in report.prompt("hypothesis", "es")
+    assert "Compará" in report.prompt("discussion", "es")
+    html = report.model_answer_html("conclusions", report.analyze(_rows()), "es")
+    assert html.startswith("<details>\n<summary>Respuesta modelo calculada con tus datos")

@@ -19,13 +19,20 @@ from labkit.report.facts import (
     Floor,
     Machine,
     MapStats,
+    Roofline,
+    Runs,
     Scale,
     ScalePoint,
     ScaleSize,
     ScaleVerdict,
     Spread,
     StackData,
+    Sweep,
     Variant,
+    Weak,
+    WeakPoint,
+    WeakSeries,
+    XarrayGap,
 )
 
 __all__ = ["analyze", "maps_stats"]
@@ -35,7 +42,8 @@ FLOAT32_BYTES = 4
 
 def analyze(rows: Sequence[dict[str, Any]], *, label: str | None = None,
             preset: str | None = None, tiles: str | os.PathLike[str] | None = None,
-            maps: MapStats | Mapping[str, Any] | None = None) -> Facts:
+            maps: MapStats | Mapping[str, Any] | None = None,
+            roofline: Roofline | None = None, sweep: Sweep | None = None) -> Facts:
     """Numbers the informe quotes, computed from benchmark rows.
 
     Parameters
@@ -52,6 +60,11 @@ def analyze(rows: Sequence[dict[str, Any]], *, label: str | None = None,
         Tile folder, quoted in the Reproduce section.
     maps : MapStats or dict, optional
         PS counts of ``maps.png`` (:func:`maps_stats`, or the ``maps.json`` dict).
+    roofline : Roofline, optional
+        The machine's roof and the kernels placed on it, measured in the same session
+        (:func:`labkit.report.measure_roofline`).
+    sweep : Sweep, optional
+        Speed-up against the Lee window K (:func:`labkit.report.measure_sweep`).
 
     Returns
     -------
@@ -66,7 +79,7 @@ def analyze(rows: Sequence[dict[str, Any]], *, label: str | None = None,
     summary = summarize(main)
     timed = [s for s in summary if s["backend"] not in FLOORS]
     in_process = [s for s in timed if s["mode"] == "in-process"]
-    process = {(s["variant"], s["workers"]): s for s in timed if s["mode"] == "process"}
+    process = {_key(s): s for s in timed if s["mode"] == "process"}
     seq_row = next((s for s in in_process
                     if s["backend"] == "sequential" and s["workers"] == 1), None)
     if seq_row is None:
@@ -84,10 +97,11 @@ def analyze(rows: Sequence[dict[str, Any]], *, label: str | None = None,
     parallel = [c for c in others if c.workers > 1] or others
     single = [c for c in others if c.workers == 1 and c.wall < seq.wall]
     widest = max(configs, key=lambda c: c.spread)
+    data = _stack_data(seq_row, preset, tiles)
     return Facts(
         machine=_machine(last),
         cores=cores,
-        data=_stack_data(seq_row, preset, tiles),
+        data=data,
         label=last.get("label") or "",
         seq=seq,
         configs=configs,
@@ -103,7 +117,65 @@ def analyze(rows: Sequence[dict[str, Any]], *, label: str | None = None,
         correctness=_correctness(configs),
         scale=_scale(rows),
         maps=MapStats.from_json(maps) if isinstance(maps, Mapping) else maps,
+        runs=_runs(main),
+        xarray=_xarray(configs, data),
+        weak=_weak(rows),
+        roofline=roofline,
+        sweep=sweep,
     )
+
+
+def _key(s: Mapping[str, Any]) -> tuple[str, int, int]:
+    """(backend/strategy/split, workers, block rows) of a summary row: the same in both
+    modes, whatever display name the variant got.
+    """
+    from labkit.bench import variant_name
+
+    return (variant_name(s["backend"], s["strategy"], s["split"]), s["workers"],
+            s.get("block_rows") or 0)
+
+
+def _runs(main: Sequence[dict[str, Any]]) -> Runs | None:
+    """Which rows the informe is computed from: label, first/last timestamp, counts."""
+    stamps = sorted(str(r["timestamp"]) for r in main if r.get("timestamp"))
+    if not stamps:
+        return None
+    labels = sorted({r.get("label") or "" for r in main})
+    return Runs(label="+".join(labels), first=stamps[0], last=stamps[-1], rows=len(main),
+                sessions=len({r.get("run_id") for r in main}))
+
+
+def _xarray(configs: Sequence[Config], data: StackData) -> XarrayGap | None:
+    """The xarray way (backend ``dask``, strategy ``xarray``) against the fastest labkit
+    configuration, when the experiment has both.
+    """
+    ways = [c for c in configs if c.backend == "dask" and "xarray" in c.variant]
+    ours = [c for c in configs if c not in ways]
+    if not ways or not ours:
+        return None
+    return XarrayGap(xarray=min(ways, key=lambda c: c.wall), best=min(ours, key=lambda c: c.wall),
+                     float64_mib=2 * data.mib)
+
+
+def _weak(rows: Sequence[dict[str, Any]]) -> Weak | None:
+    """The last weak-scaling run (rows labelled ``weak``), or None."""
+    from labkit.bench.weak import weak_points, weak_rows
+    from labkit.plots import core_counts
+
+    points = weak_points(rows)
+    if not points:
+        return None
+    phys, logical = core_counts(weak_rows(rows))
+    limit = phys or logical or 10**9
+    series = tuple(
+        WeakSeries(variant=v, points=tuple(
+            WeakPoint(workers=d["workers"], n_dates=d["n_dates"], wall=d["wall"],
+                      efficiency=d["efficiency"], scaled_speedup=d["scaled_speedup"],
+                      past_physical=d["workers"] > limit) for d in pts))
+        for v, pts in sorted(points.items()))
+    per = min(p.n_dates // p.workers for s in series for p in s.points)
+    return Weak(dates_per_worker=per, tile=str(weak_rows(rows)[-1]["tile"]), series=series,
+                cores_physical=phys, cores_logical=logical)
 
 
 def maps_stats(figures: Mapping[str, str | os.PathLike[str]] | None) -> MapStats | None:
@@ -147,7 +219,7 @@ def _stack_data(seq_row: Mapping[str, Any], preset: str | None,
                      tiles=str(tiles) if tiles else None)
 
 
-def _configs(in_process: list[dict[str, Any]], process: Mapping[tuple[str, int], dict],
+def _configs(in_process: list[dict[str, Any]], process: Mapping[tuple[str, int, int], dict],
              seq_wall: float, cores: int, read_floor: Floor | None) -> tuple[Config, ...]:
     """One :class:`Config` per in-process summary row, sequential first."""
     def order(s: dict[str, Any]) -> tuple[bool, str, int]:
@@ -155,7 +227,7 @@ def _configs(in_process: list[dict[str, Any]], process: Mapping[tuple[str, int],
 
     out = []
     for s in sorted(in_process, key=order):
-        whole = process.get((s["variant"], s["workers"]))
+        whole = process.get(_key(s))
         speedup = seq_wall / s["wall"] if s["wall"] > 0 else math.nan
         out.append(Config(
             variant=s["variant"], backend=s["backend"], workers=s["workers"], repeats=s["n"],
@@ -167,6 +239,7 @@ def _configs(in_process: list[dict[str, Any]], process: Mapping[tuple[str, int],
             oversubscribed=s["workers"] > cores,
             read_floor_ratio=(s["wall"] / read_floor.wall
                               if read_floor and read_floor.wall > 0 else None),
+            block_rows=s.get("block_rows") or None,
         ))
     return tuple(out)
 
@@ -191,7 +264,8 @@ def _variants(configs: Sequence[Config]) -> dict[str, Variant]:
             ceiling = 1.0 / constant if constant > 0 else math.inf
         out[name] = Variant(name=name, configs=tuple(group), top=top,
                             best=min(group, key=lambda c: c.wall),
-                            fit=fit_amdahl(workers, speedups), ceiling=ceiling)
+                            fit=fit_amdahl(workers, speedups), ceiling=ceiling,
+                            counts=len(set(workers)))
     return out
 
 

@@ -1,4 +1,6 @@
-"""The informe inside ``notebooks/06_analysis.ipynb``: figures, then each section shown."""
+"""The informe inside ``notebooks/06_analysis.ipynb``: sections, figures with captions, and
+the model answers folded away under ``<details>``.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +9,41 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from labkit.report.facts import Facts
-from labkit.report.render import labels, section
+from labkit.report.numbers import check_lang
+from labkit.report.render import labels, model_answer, section
 
-__all__ = ["FIGURES", "display_section", "make_figures"]
+__all__ = ["FIGURES", "display_model_answer", "display_section", "figure_dir",
+           "make_figures", "model_answer_html"]
 
-FIGURES = {  # figure -> the section it illustrates
+FIGURES = {  # figure -> the section it illustrates, in the order they are numbered
     "t_barras": "results", "speedup": "results", "efficiency": "results",
-    "scaling": "results", "maps": "results", "breakdown": "why",
+    "breakdown": "results", "weak": "results", "scaling": "results",
+    "roofline": "results", "speedup_k": "results", "maps": "results",
 }
+
+
+def figure_dir(out_dir: str | os.PathLike[str], lang: str = "en") -> Path:
+    """Where the figures of ``lang`` go: ``out_dir`` for English, ``out_dir/<lang>`` else."""
+    out = Path(out_dir)
+    return out if check_lang(lang) == "en" else out / lang
 
 
 def make_figures(csv_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
                  tiles: str | os.PathLike[str] | None = None,
-                 slc: str | os.PathLike[str] | None = None) -> dict[str, Path]:
-    """Write every figure of a benchmark CSV (see :mod:`labkit.plots`).
+                 slc: str | os.PathLike[str] | None = None,
+                 lang: str = "en") -> dict[str, Path]:
+    """Write every figure of a benchmark CSV (see :mod:`labkit.plots`), labels in ``lang``.
 
     Parameters
     ----------
     csv_path : path
         Benchmark CSV.
     out_dir : path
-        Folder for the PNGs.
+        Folder for the PNGs (Spanish figures go to its ``es/`` sub-folder).
     tiles, slc : path, optional
         Tile folder and SLC stack for ``maps.png`` (and its PS counts).
+    lang : {"en", "es"}
+        Language of the axis labels, titles and legends.
 
     Returns
     -------
@@ -38,13 +52,24 @@ def make_figures(csv_path: str | os.PathLike[str], out_dir: str | os.PathLike[st
     """
     from labkit.plots import plot_all
 
-    written = plot_all(csv_path, out_dir, maps_tiles=tiles, maps_slc=slc)
+    written = plot_all(csv_path, figure_dir(out_dir, lang), maps_tiles=tiles, maps_slc=slc,
+                       lang=lang)
     return {p.stem: p for p in written}
+
+
+def _present(figures: Mapping[str, str | os.PathLike[str]] | None) -> list[tuple[str, Path]]:
+    """The figures of :data:`FIGURES` that exist on disk, in their order."""
+    out = []
+    for name in FIGURES:
+        path = Path(figures[name]) if figures and name in figures else None
+        if path is not None and path.is_file():
+            out.append((name, path))
+    return out
 
 
 def display_section(name: str, facts: Facts, lang: str = "en",
                     figures: Mapping[str, str | os.PathLike[str]] | None = None) -> None:
-    """Show one section in a notebook: its Markdown, then the figures that belong to it.
+    """Show one section in a notebook: its Markdown, then its figures, each with a caption.
 
     Parameters
     ----------
@@ -55,13 +80,32 @@ def display_section(name: str, facts: Facts, lang: str = "en",
     lang : {"en", "es"}
         Language of the text.
     figures : dict, optional
-        :func:`make_figures` output; figures missing on disk are skipped.
+        ``{name: path}`` (:func:`make_figures`, plus the roofline's); figures missing on
+        disk are skipped. Figures are numbered in the order of :data:`FIGURES`.
     """
     from IPython.display import Image, Markdown, display
 
     display(Markdown(section(name, facts, lang)))
-    alt = labels(lang).figure_alt
-    for figure, where in FIGURES.items():
-        path = Path(figures[figure]) if figures and figure in figures else None
-        if where == name and path is not None and path.is_file():
-            display(Image(filename=str(path), metadata={"alt": alt.get(figure, figure)}))
+    words = labels(lang)
+    for number, (figure, path) in enumerate(_present(figures), start=1):
+        if FIGURES[figure] != name:
+            continue
+        display(Image(filename=str(path), metadata={"alt": words.figure_alt.get(figure, figure)}))
+        display(Markdown(f"*{words.figure_word} {number}.* "
+                         f"{words.figure_caption.get(figure, '')}"))
+
+
+def model_answer_html(name: str, facts: Facts, lang: str = "en") -> str:
+    """The model answer of ``name`` as Markdown folded in ``<details>`` (closed)."""
+    summary = labels(lang).model_answer
+    return (f"<details>\n<summary>{summary}</summary>\n\n{model_answer(name, facts, lang)}"
+            "\n</details>\n")
+
+
+def display_model_answer(name: str, facts: Facts, lang: str = "en") -> None:
+    """Show the model answer of ``name`` (``discussion`` or ``conclusions``) folded away:
+    the student writes their own first, then opens it to compare.
+    """
+    from IPython.display import Markdown, display
+
+    display(Markdown(model_answer_html(name, facts, lang)))

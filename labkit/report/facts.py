@@ -13,9 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Config", "Correctness", "Facts", "Floor", "Machine", "MapStats", "Scale",
-           "ScalePoint", "ScaleSize", "ScaleVerdict", "Spread", "StackData", "Variant"]
+__all__ = ["Config", "Correctness", "Facts", "Floor", "Machine", "MapStats", "Roofline",
+           "RooflinePoint", "Runs", "Scale", "ScalePoint", "ScaleSize", "ScaleVerdict",
+           "Spread", "StackData", "Sweep", "SweepPoint", "Variant", "Weak", "WeakPoint",
+           "WeakSeries", "XarrayGap"]
 
+FIT_MIN_COUNTS = 3  # distinct worker counts an Amdahl fit needs (2 points fit exactly)
 SERIAL_FIT_ONE = 0.995  # an Amdahl serial fraction above this reads as "1": no scaling
 SERIAL_FIT_ZERO = 0.005  # ... and below this as "0": perfect scaling so far
 
@@ -73,6 +76,14 @@ class Config:
     process_wall: float | None  # whole-process median, when measured
     oversubscribed: bool  # more workers than logical cores
     read_floor_ratio: float | None  # wall / time to read the files once
+    block_rows: int | None = None  # rows per block (None: not recorded)
+
+    @property
+    def karp_flatt(self) -> float | None:
+        """Karp–Flatt serial fraction ``e = (1/S − 1/p) / (1 − 1/p)`` (None for 1 worker)."""
+        if self.workers <= 1 or not self.speedup > 0:
+            return None
+        return (1.0 / self.speedup - 1.0 / self.workers) / (1.0 - 1.0 / self.workers)
 
     @property
     def overhead(self) -> float:
@@ -119,14 +130,18 @@ class Variant:
     configs: tuple[Config, ...]
     top: Config  # most workers that fit the cores
     best: Config  # fastest
-    fit: float  # Amdahl serial fraction of its own 1-worker run (NaN: one worker count)
+    fit: float  # Amdahl serial fraction of its own 1-worker run (NaN: too few counts)
     ceiling: float  # best speed-up over sequential with any number of workers
+    counts: int = 1  # distinct worker counts measured
 
     @property
     def fit_kind(self) -> str:
-        """``"serial"`` (more workers never helped), ``"perfect"``, ``"partial"`` or ``"none"``."""
+        """``"serial"`` (more workers never helped), ``"perfect"``, ``"partial"``,
+        ``"too_few"`` (2 worker counts: a curve through 2 points is exact, not a fit) or
+        ``"none"`` (1 worker count).
+        """
         if math.isnan(self.fit):
-            return "none"
+            return "too_few" if self.counts == FIT_MIN_COUNTS - 1 else "none"
         if self.fit >= SERIAL_FIT_ONE:
             return "serial"
         if self.fit <= SERIAL_FIT_ZERO:
@@ -137,6 +152,204 @@ class Variant:
     def own_ceiling(self) -> float:
         """Best speed-up over its own 1-worker time: 1 / serial fraction."""
         return 1.0 / self.fit
+
+    @property
+    def karp_flatt(self) -> tuple[tuple[int, float], ...]:
+        """(workers, Karp–Flatt e) of each configuration with more than one worker."""
+        return tuple((c.workers, c.karp_flatt) for c in self.configs
+                     if c.karp_flatt is not None)
+
+    @property
+    def karp_flatt_trend(self) -> str:
+        """``"above_one"``, ``"grows"`` or ``"steady"`` over the worker counts (``""``:
+        fewer than 2 values).
+
+        ``e`` ≥ 1: slower than one worker, overhead and no serial part explains it;
+        growing ``e``: overhead that grows with the workers; steady: a serial part.
+        """
+        values = [e for _, e in self.karp_flatt]
+        if values and max(values) >= 1:
+            return "above_one"
+        if len(values) < 2:
+            return ""
+        return "grows" if values[-1] > values[0] + 0.05 else "steady"
+
+
+@dataclass(frozen=True)
+class Runs:
+    """Which benchmark runs the informe used: label, first/last timestamp, how many."""
+
+    label: str
+    first: str  # ISO 8601 UTC timestamp of the first row used
+    last: str
+    rows: int  # timed rows (repeats) used, floors included
+    sessions: int  # distinct bench sessions (run ids)
+
+    @property
+    def first_day(self) -> str:
+        """``YYYY-MM-DD HH:MM`` of the first row (UTC)."""
+        return self.first[:16].replace("T", " ")
+
+    @property
+    def last_day(self) -> str:
+        """``YYYY-MM-DD HH:MM`` of the last row (UTC)."""
+        return self.last[:16].replace("T", " ")
+
+
+@dataclass(frozen=True)
+class XarrayGap:
+    """The ecosystem's way (xarray + Dask, float64) against the fastest labkit design."""
+
+    xarray: Config
+    best: Config  # fastest labkit configuration (sequential included)
+    float64_mib: float  # one float64 copy of the stack, MiB
+
+    @property
+    def ratio(self) -> float:
+        """How many times longer the xarray way took (in process)."""
+        return self.xarray.wall / self.best.wall
+
+    @property
+    def process_ratio(self) -> float | None:
+        """The same as whole processes, when both were measured that way."""
+        if self.xarray.process_wall is None or self.best.process_wall is None:
+            return None
+        return self.xarray.process_wall / self.best.process_wall
+
+
+@dataclass(frozen=True)
+class WeakPoint:
+    """A variant with ``workers`` workers on ``n_dates`` dates (weak scaling)."""
+
+    workers: int
+    n_dates: int
+    wall: float
+    efficiency: float  # its 1-worker time on n_dates / workers dates / wall
+    scaled_speedup: float | None  # sequential on n_dates / wall
+    past_physical: bool  # more workers than physical cores
+
+
+@dataclass(frozen=True)
+class WeakSeries:
+    """One variant's weak-scaling points, sorted by workers."""
+
+    variant: str
+    points: tuple[WeakPoint, ...]
+
+    @property
+    def top(self) -> WeakPoint:
+        """The point with the most workers that fit the physical cores (else the first)."""
+        inside = [p for p in self.points if not p.past_physical]
+        return inside[-1] if inside else self.points[0]
+
+    @property
+    def past(self) -> WeakPoint | None:
+        """The point with the most workers past the physical cores, if any."""
+        past = [p for p in self.points if p.past_physical]
+        return past[-1] if past else None
+
+
+@dataclass(frozen=True)
+class Weak:
+    """The weak-scaling run: work grows with the workers (``dates_per_worker`` each)."""
+
+    dates_per_worker: int
+    tile: str
+    series: tuple[WeakSeries, ...]
+    cores_physical: int | None
+    cores_logical: int | None
+
+    @property
+    def best(self) -> WeakSeries:
+        """The variant with the highest efficiency at its top point."""
+        return max(self.series, key=lambda s: s.top.efficiency)
+
+    @property
+    def workers(self) -> tuple[int, ...]:
+        """Worker counts tried."""
+        return tuple(sorted({p.workers for s in self.series for p in s.points}))
+
+
+@dataclass(frozen=True)
+class RooflinePoint:
+    """A kernel run on the roofline: counted flops per byte, achieved GFLOP/s."""
+
+    label: str
+    intensity: float  # flop / byte
+    gflops: float
+    attainable: float  # the roof at that intensity for its workers, GFLOP/s
+
+    @property
+    def share(self) -> float:
+        """Achieved / attainable (1 = on the roof)."""
+        return self.gflops / self.attainable if self.attainable > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """The machine's measured roof and where the lab's kernels sit under it."""
+
+    bandwidth: float  # GB/s, all cores
+    bandwidth_one: float  # GB/s, one thread
+    peak: float  # GFLOP/s, all cores
+    peak_one: float  # GFLOP/s, one thread
+    ridge: float  # flop/byte where the two roofs meet (all cores)
+    points: tuple[RooflinePoint, ...]
+
+    @property
+    def memory_bound(self) -> tuple[RooflinePoint, ...]:
+        """Points left of the ridge: memory traffic limits them."""
+        return tuple(p for p in self.points if p.intensity < self.ridge)
+
+    @property
+    def compute_bound(self) -> tuple[RooflinePoint, ...]:
+        """Points right of the ridge: arithmetic limits them."""
+        return tuple(p for p in self.points if p.intensity >= self.ridge)
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """Speed-up of a backend at ``workers`` over 1 worker with the Lee filter of window K."""
+
+    backend: str
+    k: int  # 0: no filter
+    workers: int
+    speedup: float
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Speed-up against the kernel's weight (Lee window K), per backend."""
+
+    points: tuple[SweepPoint, ...]
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """Backends measured, alphabetical."""
+        return tuple(sorted({p.backend for p in self.points}))
+
+    def of(self, backend: str) -> tuple[SweepPoint, ...]:
+        """A backend's points sorted by K."""
+        return tuple(sorted((p for p in self.points if p.backend == backend),
+                            key=lambda p: p.k))
+
+    @property
+    def gain(self) -> tuple[SweepPoint, SweepPoint] | None:
+        """(statistics only, best filtered) of the backend whose speed-up rose the most
+        with a filter; None when no filtered run beat its unfiltered speed-up.
+        """
+        best: tuple[SweepPoint, SweepPoint] | None = None
+        for b in self.backends:
+            pts = self.of(b)
+            base = next((p for p in pts if p.k == 0), None)
+            heavy = [p for p in pts if p.k > 0]
+            if base is None or not heavy:
+                continue
+            top = max(heavy, key=lambda p: p.speedup)
+            if top.speedup > base.speedup and (
+                    best is None or top.speedup - base.speedup > best[1].speedup - best[0].speedup):
+                best = (base, top)
+        return best
 
 
 @dataclass(frozen=True)
@@ -275,6 +488,11 @@ class Facts:
     correctness: Correctness
     scale: Scale | None
     maps: MapStats | None
+    runs: Runs | None = None
+    xarray: XarrayGap | None = None
+    weak: Weak | None = None
+    roofline: Roofline | None = None
+    sweep: Sweep | None = None
 
     SINGLE_WORKER_GAIN = 1.05  # a 1-worker variant this much faster is worth a sentence
     WITHIN_NOISE_SPEEDUP = 1.05  # below this the best parallel variant "did not pay"
@@ -284,6 +502,32 @@ class Facts:
     def io_bound(self) -> bool:
         """True when sequential spent longer reading than computing."""
         return self.seq.read > self.seq.compute
+
+    @property
+    def block_rows(self) -> dict[str, tuple[int, ...]]:
+        """Block rows recorded per variant (variants that record none left out)."""
+        out: dict[str, set[int]] = {}
+        for c in self.configs:
+            if c.block_rows:
+                out.setdefault(c.variant, set()).add(c.block_rows)
+        return {v: tuple(sorted(sizes)) for v, sizes in sorted(out.items())}
+
+    @property
+    def stats_point(self) -> RooflinePoint | None:
+        """The plain statistics kernel on the roofline (its first placed run), if measured."""
+        if self.roofline is None:
+            return None
+        return next((p for p in self.roofline.points if "lee" not in p.label), None)
+
+    @property
+    def stats_bound(self) -> str:
+        """``"memory"`` or ``"compute"``: where the roofline puts the plain statistics
+        kernel; ``""`` when no roofline was measured (then the informe does not say).
+        """
+        point = self.stats_point
+        if point is None or self.roofline is None:
+            return ""
+        return "memory" if point.intensity < self.roofline.ridge else "compute"
 
     @property
     def single_worker_gain(self) -> Config | None:

@@ -20,7 +20,7 @@ from labkit.report.export import export_html
 from labkit.report.numbers import LANGS, check_lang
 from labkit.report.stacks import available_backends, real_tiles, scaled_stack
 
-__all__ = ["NOTEBOOK", "build_report", "ensure_results", "full_report"]
+__all__ = ["NOTEBOOK", "build_report", "ensure_results", "ensure_weak", "full_report"]
 
 NOTEBOOK = "06_analysis.ipynb"
 INFORME_FILES = {"en": "informe.html", "es": "informe_es.html"}
@@ -88,6 +88,52 @@ def ensure_results(
     return csv_file
 
 
+def ensure_weak(
+    csv_path: str | os.PathLike[str],
+    tiles: str | os.PathLike[str] | None,
+    *,
+    workers: int | None = None,
+    repeats: int | None = 3,
+    backends: list[str] | None = None,
+) -> bool:
+    """Add a weak-scaling run to the CSV unless it already has one from this machine.
+
+    The backends of the main experiment (or ``backends``) are timed with p workers on p
+    times the dates of ``tiles``, for p = 1..``workers`` (default: the logical cores);
+    rows labelled ``weak`` (:func:`labkit.bench.weak.run_weak`).
+
+    Returns
+    -------
+    bool
+        True when a weak-scaling run is in the CSV (found or made); False without tiles.
+    """
+    import platform
+
+    from labkit.bench import read_csv
+    from labkit.bench.weak import run_weak, weak_rows
+
+    csv_file = Path(csv_path)
+    rows = read_csv(csv_file) if csv_file.is_file() else []
+    done = weak_rows(rows)
+    if done and done[-1].get("host") == platform.node():
+        return True
+    if tiles is None:
+        return bool(done)
+    if backends is None:
+        from labkit.config import FLOORS
+        from labkit.plots import select_main
+
+        try:
+            main = select_main(rows)
+        except LabError:
+            main = []
+        backends = sorted({r["backend"] for r in main if r["backend"] not in FLOORS})
+    top = workers or _logical_cores()
+    run_weak(tiles, backends=backends or available_backends(), workers=list(range(1, top + 1)),
+             repeat=repeats or 3, warmup=1, csv_path=csv_file, progress=False)
+    return True
+
+
 def build_report(
     csv_path: str | os.PathLike[str],
     *,
@@ -99,6 +145,7 @@ def build_report(
     slc: str | os.PathLike[str] | None = None,
     executed: str | os.PathLike[str] | None = None,
     timeout: int = NOTEBOOK_TIMEOUT_S,
+    quick: bool = False,
 ) -> Path:
     """Execute ``06_analysis`` on a CSV and export the informe to HTML.
 
@@ -120,6 +167,8 @@ def build_report(
         Where to keep the executed notebook.
     timeout : int
         Seconds allowed per notebook cell.
+    quick : bool
+        Quick roofline and speed-up-vs-K measurements (fewer K, shorter loops).
 
     Returns
     -------
@@ -141,7 +190,7 @@ def build_report(
         "csv": str(csv_file), "lang": lang, "out": str(out_path),
         "figures": str(Path(figures).resolve() if figures else paths.figures_dir()),
         "preset": preset, "tiles": str(Path(tiles).resolve()) if tiles else None,
-        "slc": str(Path(slc).resolve()) if slc else None,
+        "slc": str(Path(slc).resolve()) if slc else None, "quick": quick,
     }
     nb = execute_notebook(nb_path, params, timeout=timeout, out_path=executed)
     return export_html(nb, out_path, lang=lang)
@@ -214,7 +263,8 @@ def full_report(
        previous ``benchmarks/resultados.csv`` is kept as ``resultados.<stamp>.csv``.
     3. Scale (label ``scale``): sequential and every variant at N workers (3 repeats)
        on bigger stacks built from the tiles (:func:`scaled_stack`): 5×256², 5×1024²,
-       12×1024², 24×1024², 24×2048², 48×2048² (768 MiB).
+       12×1024², 24×1024², 24×2048², 48×2048² (768 MiB). Weak scaling (label ``weak``):
+       every variant with p workers on p times the tiles' dates, p = 1..N.
     4. Figures, notebooks 01–05 (whichever exist; executed copies under
        ``reports/notebooks/``), and 06_analysis → ``reports/informe.html`` and
        ``reports/informe_es.html``.
@@ -274,8 +324,15 @@ def full_report(
               process_repeat=1 if quick else 3)
     _bench_scaled(tiles, data_root, csv_file, backends, max(counts), quick=quick,
                   reuse_seed=not quick and preset == "seed" and not data)
+    _say(f"weak scaling: p workers on p × the tiles' dates, p = {counts[0]}..{max(counts)}")
+    from labkit.bench.weak import run_weak
+
+    run_weak(tiles, backends=backends, workers=counts, repeat=1 if quick else 3, warmup=1,
+             csv_path=csv_file, root=data_root / "weak" / tiles.name,
+             progress=sys.stderr.isatty())
     _say("figures")
-    make_figures(csv_file, fig_dir, tiles=tiles, slc=slc)
+    for lang in LANGS:
+        make_figures(csv_file, fig_dir, tiles=tiles, slc=slc, lang=lang)
     nb_out = rep_dir / "notebooks"
     executed, failed = _run_notebooks(nb_out, preset_name or preset) if notebooks else ([], [])
     reports = []
@@ -284,7 +341,7 @@ def full_report(
         nb_name = NOTEBOOK if lang == "en" else NOTEBOOK.replace(".ipynb", f"_{lang}.ipynb")
         reports.append(build_report(csv_file, lang=lang, out=rep_dir / INFORME_FILES[lang],
                                     figures=fig_dir, preset=preset_name, tiles=tiles, slc=slc,
-                                    executed=nb_out / nb_name))
+                                    executed=nb_out / nb_name, quick=quick))
         executed.append(nb_out / nb_name)
     summary = {"csv": csv_file, "figures": fig_dir, "reports": reports,
                "notebooks": executed, "seconds": time.perf_counter() - t0, "failed": failed}

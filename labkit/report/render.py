@@ -1,9 +1,16 @@
 """The informe's Markdown: Jinja templates per language filled from the facts.
 
+The informe is the student's: a question and their hypothesis, the method, the results
+(figures with captions, one table), their discussion and conclusions, next steps. The
+student writes the hypothesis, discussion and conclusions in notebook cells tagged
+``student`` (:data:`STUDENT_PARTS`, prompts from :func:`prompt`); the analysis computed
+from the data is kept as a hidden *model answer* (:func:`model_answer`).
+
 Each language has a folder ``templates/<lang>/`` with one template per section
-(``<section>.md.j2``), shared phrases (``_phrases.j2``), the results table
-(``_results_table.md.j2``) and short labels (``_labels.j2``: page title, section
-headings, figure descriptions). Numbers are written by the filters of
+(``<section>.md.j2``), the model answers (``<part>_model.md.j2``), shared phrases
+(``_phrases.j2``), the results table (``_results_table.md.j2``) and short labels
+(``_labels.j2``: page title, headings, figure descriptions and captions, the student
+prompts). Numbers are written by the filters of
 :mod:`labkit.report.numbers` (``{{ seq.wall|s }}``), so each language uses its own
 decimal mark. Templates wrap their prose freely: :func:`tidy` joins wrapped lines so
 each paragraph, list item and table row is one Markdown line.
@@ -23,12 +30,17 @@ from labkit.errors import LabError
 from labkit.report.facts import Facts
 from labkit.report.numbers import LANGS, check_lang, filters
 
-__all__ = ["HEADINGS", "LANGS", "SECTIONS", "TEMPLATES", "Labels", "labels",
-           "render_markdown", "results_table", "section", "tidy"]
+__all__ = ["HEADINGS", "LANGS", "MODEL_ANSWERS", "SECTIONS", "STUDENT_PARTS", "TEMPLATES",
+           "Labels", "labels", "model_answer", "prompt", "render_markdown", "results_table",
+           "section", "tidy"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-SECTIONS = ("title", "methodology", "results", "why", "limitations", "next", "reproduce",
-            "closing")
+SECTIONS = ("title", "question", "method", "results", "discussion", "conclusions", "next",
+            "reproduce")
+STUDENT_PARTS = {"hypothesis": "question", "discussion": "discussion",
+                 "conclusions": "conclusions"}  # student's cell -> the section it closes
+MODEL_ANSWERS = ("discussion", "conclusions")  # parts with a model answer from the data
+_EMPTY_SECTIONS = ("discussion", "conclusions")  # heading only: the student writes them
 _BLOCK_START = ("#", "- ", "|", "```")  # lines that never continue the previous one
 _SPACES = re.compile(r"(?<=\S) {2,}")
 
@@ -40,6 +52,10 @@ class Labels:
     page_title: str
     headings: dict[str, str]  # section name -> heading (every section but "title")
     figure_alt: dict[str, str]  # figure name -> description for screen readers
+    figure_caption: dict[str, str]  # figure name -> caption under it
+    figure_word: str  # "Figure"
+    model_answer: str  # summary line of the hidden model answer
+    prompts: dict[str, str]  # student part -> the prompt the student replaces
 
 
 @functools.cache
@@ -72,11 +88,13 @@ def _template(lang: str, name: str) -> jinja2.Template:
 
 @functools.cache
 def labels(lang: str) -> Labels:
-    """Page title, section headings and figure descriptions in ``lang``."""
+    """Page title, headings, figure texts and student prompts in ``lang``."""
     module = _template(lang, "_labels.j2").module
     names: Any = module  # the template's {% set %} names
     return Labels(page_title=names.page_title, headings=dict(names.headings),
-                  figure_alt=dict(names.figure_alt))
+                  figure_alt=dict(names.figure_alt),
+                  figure_caption=dict(names.figure_caption), figure_word=names.figure_word,
+                  model_answer=names.model_answer, prompts=dict(names.prompts))
 
 
 HEADINGS = {lang: labels(lang).headings for lang in LANGS}
@@ -129,15 +147,45 @@ def section(name: str, facts: Facts, lang: str = "en") -> str:
     check_lang(lang)
     if name not in SECTIONS:
         raise LabError(f"unknown section {name!r}: valid are {', '.join(SECTIONS)}")
-    body = _render(f"{name}.md.j2", facts, lang)
+    body = _render(f"{name}.md.j2", facts, lang) if name not in _EMPTY_SECTIONS else ""
     if name == "title":
         return body
-    return f"## {HEADINGS[lang][name]}\n\n{body}"
+    heading = f"## {HEADINGS[lang][name]}\n"
+    return f"{heading}\n{body}" if body else heading
+
+
+def model_answer(name: str, facts: Facts, lang: str = "en") -> str:
+    """Markdown of the model answer of ``name`` (one of :data:`MODEL_ANSWERS`),
+    computed from the facts: what a student's discussion or conclusions could say.
+    """
+    check_lang(lang)
+    if name not in MODEL_ANSWERS:
+        raise LabError(f"no model answer for {name!r}: valid are {', '.join(MODEL_ANSWERS)}")
+    return _render(f"{name}_model.md.j2", facts, lang)
+
+
+def prompt(part: str, lang: str = "en") -> str:
+    """The prompt of the student's cell ``part`` (:data:`STUDENT_PARTS`) in ``lang``."""
+    prompts = labels(check_lang(lang)).prompts
+    if part not in prompts:
+        raise LabError(f"unknown student part {part!r}: valid are {', '.join(prompts)}")
+    return prompts[part]
 
 
 def render_markdown(facts: Facts, lang: str = "en") -> str:
-    """The whole informe as one Markdown document (no figures)."""
-    return "\n".join(section(name, facts, lang) for name in SECTIONS)
+    """The whole informe as one Markdown document (no figures): each section, the student
+    prompts where the student writes, and the model answers under their own headings.
+    """
+    names = labels(lang)
+    parts = []
+    for name in SECTIONS:
+        parts.append(section(name, facts, lang))
+        for part, after in STUDENT_PARTS.items():
+            if after == name:
+                parts.append(f"> {prompt(part, lang)}\n")
+        if name in MODEL_ANSWERS:
+            parts.append(f"### {names.model_answer}\n\n{model_answer(name, facts, lang)}")
+    return "\n".join(parts)
 
 
 def results_table(facts: Facts, lang: str = "en") -> str:
