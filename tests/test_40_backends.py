@@ -207,7 +207,7 @@ def test_misspelt_option_names_it(tiles):
 def test_make_pool_names():
     assert make_pool("sequential", 1) is None
     with pytest.raises(LabError, match="unknown backend"):
-        make_pool("gpu", 2)
+        make_pool("opencl", 2)
     with pytest.raises(LabError, match="workers"):
         make_pool("mem", 0)
 

@@ -200,7 +200,7 @@ def test_bad_sources(tmp_path, kind, backend):
 
 
 @pytest.mark.parametrize("args, fragments", [
-    (["gpu"], ["unknown backend 'gpu'", "sequential, multiprocessing, mem, threads, mpi"]),
+    (["opencl"], ["unknown backend 'opencl'", "sequential, multiprocessing, mem, threads, mpi"]),
     (["multiprocessing", "--strategy", "chunks"], ["unknown strategy 'chunks'",
                                                    "partitioned, per-file"]),
     (["mem", "--strategy", "per-file"], ["mem takes no --strategy"]),

@@ -187,8 +187,8 @@ def test_cli_bench(tiles: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "oversubscription" in out.err  # more workers than cores: allowed, flagged
     assert "sequential" in out.out and str(csv) in out.out
     assert any(r["workers"] == cores + 1 for r in bench.read_csv(csv))
-    assert main(["bench", str(tiles), "--backends", "gpu", "--csv", str(csv)]) == 2
-    assert "unknown backend 'gpu': valid are" in capsys.readouterr().err
+    assert main(["bench", str(tiles), "--backends", "opencl", "--csv", str(csv)]) == 2
+    assert "unknown backend 'opencl': valid are" in capsys.readouterr().err
     assert main(["bench", str(tiles), "--workers", "0,1", "--csv", str(csv)]) == 2
     assert "whole numbers" in capsys.readouterr().err
     assert main(["bench", str(tmp_path / "nope"), "--csv", str(csv)]) == 2
