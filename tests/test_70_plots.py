@@ -149,3 +149,27 @@ def test_read_ps_truth_rejects_bad_files(tmp_path: Path):
     ok = tmp_path / "ok.csv"
     ok.write_text("row,col\n3,4\n5,6\n")
     assert plots.read_ps_truth(ok).tolist() == [[3, 4], [5, 6]]
+
+
+def test_amdahl_is_not_fitted_through_two_worker_counts_and_karp_flatt():
+    assert plots.FIT_MIN_COUNTS == 3
+    assert np.isnan(plots.fit_amdahl([1, 2], [1.0, 1.6]))  # exact through 2 points: no fit
+    assert all(np.isnan(v) for v in plots.fit_time_model([1, 2, 2], [1.0, 1.6, 1.7]))
+    s = 0.25
+    for p in (2, 4, 8):  # an Amdahl-following design has a constant Karp–Flatt e = s
+        assert plots.karp_flatt(plots.amdahl(p, s), p) == pytest.approx(s)
+    assert np.isnan(plots.karp_flatt(1.0, 1))
+
+
+def test_figures_speak_the_informe_language(csv: Path, tmp_path: Path):
+    from labkit.plots.labels import num, say
+
+    assert say("efficiency_axis", "es") == "eficiencia E = S / p"
+    assert say("phase_merge", "es") == "combinación de parciales"
+    assert (num(0.0123), num(0.0123, "es")) == ("0.0123", "0,0123")
+    with pytest.raises(LabError, match="language"):
+        say("ideal", "fr")
+    rows = bench.read_csv(csv)
+    assert "núcleos físicos" in plots.caption(rows, lang="es")
+    written = plots.plot_all(csv, tmp_path / "es", lang="es")
+    assert all(_is_png(p) for p in written) and len(written) == 5
