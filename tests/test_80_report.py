@@ -210,8 +210,11 @@ def test_build_report_both_languages_offline(csv: Path, tmp_path: Path):
         assert html.count("data:image/png;base64,") >= 4  # bars, speed-up, efficiency, phases
         assert "report.display_section" not in html  # code hidden
         assert "Learning objectives" not in html  # teaching cells stay in the notebook
-        assert report.prompt("discussion", lang) in html  # the student's cells are exported
-        assert "<details>" in html and labels(lang).model_answer in html
+        title = report.prompt("discussion", lang).split("**")[1]  # "Your discussion"
+        assert f"<strong>{title}</strong>" in html  # the student's cells are exported
+        folded = html[html.index("<details>"):]
+        assert labels(lang).model_answer in folded[:300]
+        assert folded.index("</details>") > folded.index("<li>")  # the answer is inside
     assert not [p for p in (tmp_path / "rep").iterdir() if p.name.startswith(".")]
 
 
@@ -460,4 +463,5 @@ def test_student_cells_and_prompts_in_the_notebook():
     assert "escribí" in report.prompt("hypothesis", "es")
     assert "Compará" in report.prompt("discussion", "es")
     html = report.model_answer_html("conclusions", report.analyze(_rows()), "es")
-    assert html.startswith("<details>\n<summary>Respuesta modelo calculada con tus datos")
+    assert html.startswith("<details>\n<summary><b>Respuesta modelo calculada con tus datos")
+    assert html.rstrip().endswith("</details>") and "<li>" not in html.split("<details>")[0]

@@ -96,16 +96,23 @@ def display_section(name: str, facts: Facts, lang: str = "en",
 
 
 def model_answer_html(name: str, facts: Facts, lang: str = "en") -> str:
-    """The model answer of ``name`` as Markdown folded in ``<details>`` (closed)."""
+    """The model answer of ``name`` as HTML folded in a closed ``<details>``.
+
+    The Markdown is converted here (mistune), so the fold holds in JupyterLab and in the
+    exported HTML alike (a Markdown renderer would close ``<details>`` at the first blank
+    line).
+    """
+    import mistune
+
     summary = labels(lang).model_answer
-    return (f"<details>\n<summary>{summary}</summary>\n\n{model_answer(name, facts, lang)}"
-            "\n</details>\n")
+    body = mistune.html(model_answer(name, facts, lang))
+    return f"<details>\n<summary><b>{summary}</b></summary>\n{body}</details>\n"
 
 
 def display_model_answer(name: str, facts: Facts, lang: str = "en") -> None:
     """Show the model answer of ``name`` (``discussion`` or ``conclusions``) folded away:
     the student writes their own first, then opens it to compare.
     """
-    from IPython.display import Markdown, display
+    from IPython.display import HTML, display
 
-    display(Markdown(model_answer_html(name, facts, lang)))
+    display(HTML(model_answer_html(name, facts, lang)))
