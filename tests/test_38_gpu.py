@@ -245,3 +245,30 @@ def test_open_stack_like_matches_a_real_stack(tiles):
     fake = open_stack_like(s.rows, s.cols, s.n_dates)
     assert _block_rows(s, RunOptions(block_rows=7), 1e12) == _block_rows(
         fake, RunOptions(block_rows=7), 1e12) == 7
+
+
+@needs_cuda
+def test_counted_bus_bytes_match_the_backend(tiles, simulator):
+    from labkit.bench.bus import bus_bytes
+
+    for k in (0, 5):
+        r = compute("gpu", tiles, filter=f"lee:{k}" if k else None)  # one block
+        assert r.meta["blocks"] == 1
+        assert r.meta["bus_bytes"] == bus_bytes(N, ROWS, COLS, k)
+
+
+def test_bus_table_without_a_gpu(tiles, monkeypatch):
+    from labkit.bench import bus
+
+    monkeypatch.setattr("labkit.backends.gpu.device_present", lambda: False)
+    table = bus.bus_table(open_stack(tiles), ks=(0, 3), bus_gbps=10.0, repeats=1)
+    stats_only, lee = table
+    assert stats_only.flops == 4 * N * ROWS * COLS and stats_only.gpu is None
+    assert lee.flops > stats_only.flops and lee.intensity > stats_only.intensity
+    for row in table:
+        assert row.cpu_s > 0 and row.cpu_all_s > 0 and row.workers >= 1
+        assert row.bus_s == pytest.approx(row.bus_bytes / 10e9)
+        assert row.ratio == pytest.approx(row.cpu_all_s / row.bus_s)
+    lines = bus.describe_bus(table, 10.0)
+    assert len(lines) == 3 and "assumed 10 GB/s" in lines[0]
+    assert lines[1].startswith("stats alone") and lines[2].startswith("lee:3 + stats")
