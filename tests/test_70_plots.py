@@ -137,6 +137,7 @@ def test_plot_maps_with_ps_truth(tmp_path: Path):
     da = plots.amplitude_dispersion(slc)
     assert da.shape == (256, 256) and np.nanmedian(da) > plots.PS_THRESHOLD  # speckle ≈ 0.52
     assert _is_png(plots.plot_maps(tiles, None, tmp_path / "maps3.png"))
+    assert _is_png(plots.plot_maps(tiles, slc, tmp_path / "es" / "maps.png", lang="es"))
 
 
 def test_read_ps_truth_rejects_bad_files(tmp_path: Path):

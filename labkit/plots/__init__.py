@@ -95,5 +95,5 @@ def plot_all(csv_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
         if extra:
             written.append(extra)
     if maps_tiles:
-        written.append(plot_maps(maps_tiles, maps_slc, out / "maps.png"))
+        written.append(plot_maps(maps_tiles, maps_slc, out / "maps.png", lang=lang))
     return written

@@ -13,6 +13,7 @@ import numpy as np
 
 from labkit.errors import LabError
 from labkit.plots._figure import pyplot, save
+from labkit.plots.labels import num, say
 
 __all__ = ["PS_THRESHOLD", "amplitude_dispersion", "plot_maps", "read_ps_truth"]
 
@@ -87,7 +88,8 @@ def amplitude_dispersion(slc_dir: str | os.PathLike[str], block_lines: int = 512
     return out
 
 
-def _ps_panel(fig: Any, ax: Any, slc_dir: Path, block: int = 8) -> dict[str, Any]:
+def _ps_panel(fig: Any, ax: Any, slc_dir: Path, block: int = 8, lang: str = "en"
+              ) -> dict[str, Any]:
     """PS candidates (D_A < threshold) as a fraction per ``block``² pixels; truth circled."""
     da = amplitude_dispersion(slc_dir)
     cand = np.nan_to_num(da, nan=np.inf) < PS_THRESHOLD
@@ -96,8 +98,8 @@ def _ps_panel(fig: Any, ax: Any, slc_dir: Path, block: int = 8) -> dict[str, Any
     frac = cand[:lines, :samples].reshape(lines // block, block, samples // block, block)
     im = ax.imshow(frac.mean(axis=(1, 3)), cmap="Reds", vmin=0, vmax=1,
                    extent=(0, samples, lines, 0), interpolation="nearest")
-    fig.colorbar(im, ax=ax, shrink=0.7, label=f"candidate fraction per {block}×{block} px")
-    text = f"{n_cand} candidates ({100 * n_cand / cand.size:.2g} % of pixels)"
+    fig.colorbar(im, ax=ax, shrink=0.7, label=say("ps_fraction", lang, block=block))
+    text = say("ps_count", lang, n=n_cand, pct=num(100 * n_cand / cand.size, lang, 2))
     stats: dict[str, Any] = {"threshold": PS_THRESHOLD, "candidates": n_cand,
                              "pixels": int(cand.size), "true_ps": None, "hits": None,
                              "n_dates": len(_slc_files(slc_dir))}
@@ -107,19 +109,18 @@ def _ps_panel(fig: Any, ax: Any, slc_dir: Path, block: int = 8) -> dict[str, Any
         inside = (truth[:, 0] < cand.shape[0]) & (truth[:, 1] < cand.shape[1])
         hits = int(cand[truth[inside, 0], truth[inside, 1]].sum())
         ax.scatter(truth[:, 1], truth[:, 0], s=30, facecolors="none", edgecolors="tab:blue",
-                   lw=0.8, label=f"true PS ({len(truth)})")
+                   lw=0.8, label=say("ps_true", lang, n=len(truth)))
         ax.legend(fontsize=7, loc="upper right")
-        text += f"\n{hits}/{len(truth)} true PS found, {n_cand - hits} false alarms"
+        text += "\n" + say("ps_found", lang, hits=hits, n=len(truth), false=n_cand - hits)
         stats.update(true_ps=len(truth), hits=hits)
-    ax.set_title(f"PS candidates: amplitude dispersion D_A < {PS_THRESHOLD}\n"
-                 "(std/mean of |S| over dates, full-resolution SLC)", fontsize=9)
-    ax.set_xlabel(f"range sample\n{text}", fontsize=8)
-    ax.set_ylabel("azimuth line")
+    ax.set_title(say("ps_title", lang, threshold=num(PS_THRESHOLD, lang)), fontsize=9)
+    ax.set_xlabel(f"{say('range_sample', lang)}\n{text}", fontsize=8)
+    ax.set_ylabel(say("azimuth_line", lang))
     return stats
 
 
 def plot_maps(tiles_dir: str | os.PathLike[str], slc_dir: str | os.PathLike[str] | None,
-              out: str | os.PathLike[str]) -> Path:
+              out: str | os.PathLike[str], lang: str = "en") -> Path:
     """``maps.png``: temporal mean, std and CV of the tiles; PS candidates vs truth.
 
     Parameters
@@ -131,6 +132,8 @@ def plot_maps(tiles_dir: str | os.PathLike[str], slc_dir: str | os.PathLike[str]
     out : output PNG
         With ``slc_dir``, the PS counts are also written beside it as JSON (``maps.json``:
         threshold, candidates, pixels, true_ps, hits, n_dates).
+    lang : {"en", "es"}
+        Language of the titles and labels.
     """
     from labkit.backends import compute
 
@@ -141,21 +144,21 @@ def plot_maps(tiles_dir: str | os.PathLike[str], slc_dir: str | os.PathLike[str]
     panels = 4 if slc_dir else 3
     fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 4.6), layout="constrained")
     for ax, data, title, unit in (
-        (axes[0], res.mean, "temporal mean of |S|² (multilooked)", "intensity (linear)"),
-        (axes[1], res.std, "temporal std (ddof 0)", "intensity (linear)"),
-        (axes[2], cv, "coefficient of variation std/mean", "ratio"),
+        (axes[0], res.mean, say("map_mean", lang), say("intensity", lang)),
+        (axes[1], res.std, say("map_std", lang), say("intensity", lang)),
+        (axes[2], cv, say("map_cv", lang), say("ratio", lang)),
     ):
         finite = data[np.isfinite(data)]
         lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0, 1))
         im = ax.imshow(data, cmap="gray" if ax is not axes[2] else "magma", vmin=lo, vmax=hi,
                        interpolation="nearest")
         ax.set_title(title, fontsize=9)
-        ax.set_xlabel("range (px)")
-        ax.set_ylabel("azimuth (px)")
+        ax.set_xlabel(say("range_px", lang))
+        ax.set_ylabel(say("azimuth_px", lang))
         fig.colorbar(im, ax=ax, shrink=0.7, label=unit)
-    stats = _ps_panel(fig, axes[3], Path(slc_dir)) if slc_dir else None
+    stats = _ps_panel(fig, axes[3], Path(slc_dir), lang=lang) if slc_dir else None
     s = res.meta
-    fig.suptitle(f"Temporal statistics of {s['n_dates']} dates, tiles {s['rows']}x{s['cols']}")
+    fig.suptitle(say("maps_title", lang, dates=s["n_dates"], tile=f"{s['rows']}x{s['cols']}"))
     path = save(fig, out)
     if stats is not None:
         import json
