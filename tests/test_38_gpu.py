@@ -272,3 +272,35 @@ def test_bus_table_without_a_gpu(tiles, monkeypatch):
     lines = bus.describe_bus(table, 10.0)
     assert len(lines) == 3 and "assumed 10 GB/s" in lines[0]
     assert lines[1].startswith("stats alone") and lines[2].startswith("lee:3 + stats")
+
+
+@needs_cuda
+def test_ctrl_c_on_the_simulator(tmp_path):
+    import signal
+    import time
+
+    src = tmp_path / "big"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    for date in DATES:  # 128² with lee:9 keeps the simulator busy for many seconds
+        with geotiff_row_writer(src / f"{date}_int_crop.tif", 128, 128,
+                                {"LABKIT_LOOKS": "4x4"}) as write:
+            write(0, rng.gamma(16, 1 / 16, (128, 128)).astype(np.float32))
+    mean, std = tmp_path / "m.tif", tmp_path / "s.tif"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "labkit", "run", "gpu", str(src), str(mean), str(std),
+         "--filter", "lee:9"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_env(NUMBA_ENABLE_CUDASIM="1"), start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        time.sleep(3.0)  # imports done, the kernels running
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 130, (out, err)
+    assert err == "labkit: interrupted: stopped by Ctrl-C, no output written\n"
+    assert not mean.exists() and not std.exists() and list(tmp_path.iterdir()) == [src]
+    with pytest.raises(ProcessLookupError):
+        os.killpg(p.pid, 0)  # no process of the run is left
