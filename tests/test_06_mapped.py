@@ -264,3 +264,33 @@ def test_compare_reads_times_every_variant_and_describes_them(tmp_path):
             dst.write(np.ones((8, 8), np.float32), 1)
     with pytest.raises(LabError, match="tiled"):
         compare_reads(packed, repeats=1)
+
+
+def test_an_open_reader_pins_the_tiles_so_cold_is_refused(tmp_path):
+    import os
+
+    from labkit.bench.mapped import compare_reads, describe_reads, resident_fraction
+    from labkit.io import cached_reader
+
+    if not hasattr(os, "posix_fadvise") or resident_fraction([__file__]) is None:
+        pytest.skip("needs posix_fadvise and mincore (Linux)")
+    from labkit.ui.plots import evict_page_cache
+
+    paths = [tmp_path / f"2023010{k + 1}_int_crop.tif" for k in range(2)]
+    for k, p in enumerate(paths):
+        write_geotiff(p, _image(64, 64, seed=k))
+    evict_page_cache(paths)
+    if resident_fraction(paths) > 0.05:
+        pytest.skip(f"{tmp_path} cannot drop pages from the page cache (tmpfs?)")
+    pinned = StackReader(paths)  # mapped: its pages cannot be dropped from the page cache
+    pinned.read(0, 64)
+    cached_reader(paths).read(0, 8)  # this thread's cached reader: compare_reads closes it
+    try:
+        cmp = compare_reads(tmp_path, repeats=1)
+        assert list(cmp.times) == ["warm"] and "stayed in the page cache" in cmp.cold_note
+        assert "panel.close()" in describe_reads(cmp)
+    finally:
+        pinned.close()
+    cmp = compare_reads(tmp_path, repeats=1)
+    assert list(cmp.times) == ["warm", "cold"] and not cmp.cold_note
+    assert 0.0 <= resident_fraction(paths) <= 1.0

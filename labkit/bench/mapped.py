@@ -19,6 +19,7 @@ Variants alternate in rounds (load from elsewhere spreads over all), medians rep
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -31,8 +32,9 @@ import numpy as np
 from labkit.bench.harness import alternate, median
 from labkit.errors import LabError
 
-__all__ = ["ReadComparison", "compare_reads", "describe_reads"]
+__all__ = ["ReadComparison", "compare_reads", "describe_reads", "resident_fraction"]
 
+COLD_RESIDENT = 0.05  # at most this fraction of pages still cached counts as a cold start
 BUFFERED = "read() into a buffer"
 MAPPED = "memory map, copied out"
 GDAL_CACHE = "GDAL, block cache"
@@ -143,6 +145,7 @@ def compare_reads(src: Any, *, repeats: int = 5, cold: bool = True,
     from labkit.backends import io_block_rows
     from labkit.io import StackReader, TileStack, open_stack
     from labkit.io.mapped import tiff_layout
+    from labkit.io.tiles import close_cached_reader
 
     stack = src if isinstance(src, TileStack) else open_stack(src)
     paths = list(stack.paths)
@@ -191,6 +194,15 @@ def compare_reads(src: Any, *, repeats: int = 5, cold: bool = True,
         result.cold_note = ("this system cannot drop files from the page cache "
                             "(posix_fadvise is missing)")
         return result
+    close_cached_reader()  # its maps would pin the tiles in the page cache
+    evict(paths)
+    left = resident_fraction(paths)
+    if left is not None and left > COLD_RESIDENT:
+        result.cold_note = (f"{left:.0%} of the tiles stayed in the page cache after the "
+                            "drop: a process still maps them (an open reader, the workers "
+                            "of a pool: stop them, e.g. panel.close(), and measure again), "
+                            "or they live on a memory file system (tmpfs)")
+        return result
     cold_fns = {**variants, **{name: fresh(o) for name, o in openers.items()}}
     result.times["cold"] = alternate(
         {k: _timer(f, before=lambda: evict(paths)) for k, f in cold_fns.items()},
@@ -207,6 +219,48 @@ def _timer(fn: Callable[[], None], before: Callable[[], object] | None = None
         fn()
         return time.perf_counter() - t0
     return run
+
+
+def resident_fraction(paths: Sequence[str | os.PathLike[str]]) -> float | None:
+    """Fraction of the files' pages in the page cache now (Linux ``mincore``).
+
+    Parameters
+    ----------
+    paths : sequence of paths
+        Files to look at.
+
+    Returns
+    -------
+    float or None
+        0 (none cached) .. 1 (all cached); None where ``mincore`` cannot be asked.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import mmap
+
+    mincore = ctypes.CDLL(None, use_errno=True).mincore
+    mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    mincore.restype = ctypes.c_int
+    resident = total = 0
+    for p in paths:
+        size = os.path.getsize(p)
+        if not size:
+            continue
+        with open(p, "rb") as fh:
+            mm = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ)
+        try:
+            addr = np.frombuffer(mm, np.uint8)  # mapping pages does not read them
+            pages = -(-size // mmap.PAGESIZE)
+            vec = np.zeros(pages, np.uint8)
+            if mincore(addr.ctypes.data, size, vec.ctypes.data) != 0:
+                return None
+            resident += int(np.count_nonzero(vec & 1))
+            total += pages
+            del addr
+        finally:
+            mm.close()
+    return resident / total if total else 0.0
 
 
 def _evictor() -> Callable[[Sequence[Path]], bool] | None:

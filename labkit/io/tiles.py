@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from labkit.io.mapped import MappedStackReader
 
 __all__ = ["READ_OPTIONS", "TILE_SUFFIX", "StackReader", "TileStack", "cached_reader",
-           "date_from_name", "open_stack", "read_block", "read_tile", "stack_key"]
+           "close_cached_reader", "date_from_name", "open_stack", "read_block", "read_tile",
+           "stack_key"]
 
 TILE_SUFFIX = config.TILE_SUFFIX  # prep's output: <YYYYMMDD>_int_crop.tif
 _DATE_RE = re.compile(r"(?<!\d)((?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))(?!\d)")
@@ -254,6 +255,18 @@ def cached_reader(paths: Sequence[str | os.PathLike[str]], key: tuple | None = N
             entry[1].close()
         _LOCAL.entry = entry = (key, StackReader(paths))
     return entry[1]
+
+
+def close_cached_reader() -> None:
+    """Close this thread's cached reader (:func:`cached_reader`), if any.
+
+    Its open tiles are memory-mapped: while mapped, their pages cannot be dropped from the
+    page cache, so close it before measuring cold reads.
+    """
+    entry = getattr(_LOCAL, "entry", None)
+    _LOCAL.entry = None
+    if entry is not None:
+        entry[1].close()
 
 
 class StackReader:
