@@ -181,11 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("mean", help="output mean GeoTIFF")
     s.add_argument("std", help="output std GeoTIFF")
     s.add_argument("--workers", type=positive_int, default=None, help="processes/threads/ranks")
-    for name, (_, strategies, splits) in BACKENDS.items():
-        if strategies:
-            s.add_argument("--strategy", help=f"{name}: " + " | ".join(strategies))
-        if splits:
-            s.add_argument("--split", help=f"{name}: " + " | ".join(splits))
+    strategies = "; ".join(f"{n}: " + " | ".join(v[1]) for n, v in BACKENDS.items() if v[1])
+    splits = "; ".join(f"{n}: " + " | ".join(v[2]) for n, v in BACKENDS.items() if v[2])
+    s.add_argument("--strategy", help=strategies)
+    s.add_argument("--split", help=splits)
+    s.add_argument("--scheduler", help="dask: threads (default) | processes | distributed")
     s.add_argument("--block-rows", type=positive_int, default=None, help="rows per block")
     s.add_argument("--ddof", type=non_negative_int, default=0, help="0 population, 1 sample")
     s.add_argument("--min-count", type=positive_int, default=None, help="NaN-aware: min dates")
@@ -287,7 +287,8 @@ def _run(args: argparse.Namespace) -> int:
     result = run(backend, stack, args.mean, args.std,
                  workers=args.workers or default_workers(backend), strategy=strategy,
                  split=split, block_rows=args.block_rows, ddof=args.ddof,
-                 min_count=args.min_count, kernel=kernel, filter=args.filter)
+                 min_count=args.min_count, kernel=kernel, filter=args.filter,
+                 scheduler=args.scheduler)
     if result.meta.get("rank", 0) == 0 and not args.quiet:
         print(summary_line(result, (args.mean, args.std)), flush=True)
     return 0

@@ -71,7 +71,7 @@ def compute(backend: str, src: str | Path | TileStack, options: RunOptions | Non
         The intensity tiles.
     options : RunOptions, optional
         How to run (workers, strategy, split, block_rows, ddof, min_count, pool,
-        progress, prefetch, kernel, filter; see :class:`RunOptions`).
+        progress, prefetch, kernel, filter, scheduler; see :class:`RunOptions`).
     **keywords
         The same fields as keywords (they override ``options``): ``workers=2``. An
         unknown one is a LabError that names it.
@@ -82,6 +82,9 @@ def compute(backend: str, src: str | Path | TileStack, options: RunOptions | Non
 
     opts = options_from(options, keywords)
     backend, strategy, split = resolve(backend, opts.strategy, opts.split)
+    if opts.scheduler is not None and backend != "dask":
+        raise LabError(f"scheduler {opts.scheduler!r} is for the dask backend only: "
+                       f"{backend} takes no --scheduler")
     opts = options_from(opts, {"strategy": strategy, "split": split})
     stack = src if isinstance(src, TileStack) else open_stack(src)
     check_ddof(opts.ddof, stack.n_dates)
@@ -146,7 +149,7 @@ def run(backend: str, src: str | Path | TileStack, mean_path: str | Path,
 
 
 def make_pool(backend: str = "multiprocessing", workers: int = 2,
-              kernel: str | None = None) -> Any:
+              kernel: str | None = None, scheduler: str | None = None) -> Any:
     """Start a reusable pool for ``backend`` with ``workers`` workers.
 
     Parameters
@@ -154,21 +157,38 @@ def make_pool(backend: str = "multiprocessing", workers: int = 2,
     backend : str, default "multiprocessing"
         ``multiprocessing`` or ``mem``: worker processes; ``threads``: threads;
         ``mpi``: an ipyparallel cluster of MPI engines
-        (:func:`labkit.backends.mpi.engines.start_cluster`); ``sequential``: no pool.
+        (:func:`labkit.backends.mpi.engines.start_cluster`); ``dask``: see
+        ``scheduler``; ``sequential``: no pool.
     workers : int, default 2
         Processes, threads or engines (≥ 1).
     kernel : {"numba", "numpy"}, optional
         The statistics kernel loaded in the workers as they start.
+    scheduler : {"threads", "processes", "distributed"}, optional
+        ``dask`` only (default ``threads``): a thread pool, a process pool, or a local
+        ``distributed`` cluster (:func:`labkit.backends._dask.start_cluster`).
 
     Returns
     -------
-    Pool, MpiCluster or None
+    Pool, MpiCluster, DaskCluster or None
         Use it as ``pool=`` in :func:`compute` / :func:`run`; close it with
         ``pool.close()`` or a ``with`` block. ``pool.startup`` is its start-up in seconds.
     """
     backend = resolve(backend)[0]
     if not isinstance(workers, int) or workers < 1:
         raise LabError(f"workers must be a whole number ≥ 1, got {workers!r}")
+    scheduler = RunOptions(scheduler=scheduler).scheduler  # checked
+    if scheduler is not None and backend != "dask":
+        raise LabError(f"scheduler {scheduler!r} is for the dask backend only")
+    if backend == "dask":
+        from labkit.backends import _dask
+
+        if scheduler == "distributed":
+            return _dask.start_cluster(workers, kernel)
+        loaded = _dask.import_scheduler(scheduler or "threads")
+        backend = "multiprocessing" if scheduler == "processes" else "threads"
+        pool = make_pool(backend, workers, kernel)
+        pool.startup += loaded  # Dask's modules loaded with the pool
+        return pool
     if backend in ("multiprocessing", "mem"):
         from labkit.backends._pool import start_process_pool
 

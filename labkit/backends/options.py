@@ -14,9 +14,10 @@ from typing import Any
 from labkit.errors import LabError
 from labkit.filters import LeeFilter, parse_filter
 
-__all__ = ["KERNELS", "RunOptions", "options_from"]
+__all__ = ["KERNELS", "SCHEDULERS", "RunOptions", "options_from"]
 
 KERNELS = ("numba", "numpy")  # statistics kernels a run may ask for (None: the default)
+SCHEDULERS = ("threads", "processes", "distributed")  # dask's schedulers (threads: default)
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,8 @@ class RunOptions:
     workers : int, default 1
         Processes, threads or MPI ranks (≥ 1).
     strategy : str, optional
-        ``multiprocessing``: ``partitioned`` (default) or ``per-file``.
+        ``multiprocessing``: ``partitioned`` (default) or ``per-file``; ``dask``:
+        ``chunks`` (default) or ``xarray``.
     split : str, optional
         ``mpi``: ``rows`` (default) or ``dates``.
     block_rows : int, optional
@@ -52,6 +54,9 @@ class RunOptions:
         :class:`~labkit.filters.LeeFilter` or its text form (``"lee:7"``, ``"lee:7:16"``,
         ``"none"``), parsed by :func:`~labkit.filters.parse_filter`. Without an ENL the
         tiles' looks are used (see :func:`labkit.backends._filtering.with_enl`).
+    scheduler : {"threads", "processes", "distributed"}, optional
+        ``dask`` only: the Dask scheduler that runs the task graph (None: ``threads``);
+        ``distributed`` starts a local cluster of worker processes for the run.
     """
 
     workers: int = 1
@@ -65,6 +70,7 @@ class RunOptions:
     prefetch: bool = False
     kernel: str | None = None
     filter: LeeFilter | None = None
+    scheduler: str | None = None
 
     def __post_init__(self) -> None:
         # a text spec becomes a LeeFilter (LabError naming the valid specs otherwise)
@@ -76,6 +82,9 @@ class RunOptions:
             raise LabError(f"block rows must be a whole number ≥ 1, got {self.block_rows!r}")
         if self.kernel is not None and self.kernel not in KERNELS:
             raise LabError(f"unknown kernel {self.kernel!r}: valid are {', '.join(KERNELS)}")
+        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
+            raise LabError(f"unknown scheduler {self.scheduler!r}: valid are "
+                           f"{', '.join(SCHEDULERS)} (dask only)")
 
     def replace(self, **changes: Any) -> RunOptions:
         """A copy with ``changes`` (checked like the keywords of ``compute``)."""

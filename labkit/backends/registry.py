@@ -16,6 +16,8 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "threads": ("labkit.backends.threads", (), ()),
     "mpi": ("labkit.backends.mpi", (), ("rows", "dates")),
     "gpu": ("labkit.backends.gpu", (), ()),  # CUDA via Numba: pip install -e .[gpu]
+    # chunks: Dask runs the lab's kernel on row blocks; xarray: the ecosystem's way
+    "dask": ("labkit.backends.dask_chunks", ("chunks", "xarray"), ()),
 }
 
 
