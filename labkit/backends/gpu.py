@@ -5,10 +5,11 @@ Per block of output rows: read it on the host (with its K//2 halo rows when a Le
 is asked for), copy it over the bus (host→device), run the kernels (the filter on every
 date, then the statistics), copy the mean and std back (device→host). Each phase is
 timed apart after the device has finished it, and the bytes that crossed the bus are
-counted: the statistics kernel does ~3 floating-point operations per byte it receives,
-so the copies can cost more than the arithmetic; a Lee filter with a large window does
-~5K/2 per byte and the GPU pays off. The kernels (:mod:`labkit.backends._cuda_kernels`)
-do the CPU kernels' IEEE operations in the same order: results equal sequential's.
+counted: the statistics do about one floating-point operation per byte received, so the
+copies can cost more than the arithmetic; a Lee filter of window K does about (5K+12)/4
+per byte, and the GPU pays off (:mod:`labkit.bench.bus`). The kernels
+(:mod:`labkit.backends._cuda_kernels`) do the CPU kernels' IEEE operations in the same
+order: the results equal sequential's.
 
 Blocks are as many rows as fit in half the free device memory (``block_rows`` to choose);
 every pixel's arithmetic is the same whichever block holds it. Without a GPU the same
