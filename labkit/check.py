@@ -58,8 +58,9 @@ a notebook cell (module ``__main__``) cannot be sent to them. Use an importable 
 :func:`labkit.io.read_tile` (one date), :func:`partial_stats` (a group of dates) or
 :func:`slab_stats` (a row slab in shared memory), or your own module (``%%writefile
 my_workers.py`` in a cell, then ``from my_workers import ...``). :func:`mp_context` gives
-the lab's start method. Threads and MPI engines have no such limit (threads share the
-interpreter; ipyparallel sends the function itself).
+the lab's start method, for ``ProcessPoolExecutor(workers, mp_context=mp_context())``.
+Threads and MPI engines have no such limit (threads share the interpreter; ipyparallel
+sends the function itself).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ __all__ = [
     "mp_context",
     "partial_stats",
     "slab_stats",
+    "start_method",
 ]
 
 
@@ -250,7 +252,10 @@ def mp_context() -> Any:
     ``forkserver`` where the platform has it (Linux, macOS), else ``spawn``
     (:data:`labkit.backends._forkserver.START_METHOD`); with ``forkserver`` the lab's
     server (NumPy, rasterio and labkit already imported) is started first, so workers
-    start warm. Use it as ``with mp_context().Pool(workers) as pool: ...``.
+    start warm. Use it as
+    ``with ProcessPoolExecutor(workers, mp_context=mp_context()) as pool: ...``
+    (a worker that dies makes the executor raise ``BrokenProcessPool``; a
+    ``multiprocessing.Pool`` would wait for its lost task for ever).
     """
     import multiprocessing as mp
 
@@ -261,6 +266,15 @@ def mp_context() -> Any:
         ctx.set_forkserver_preload(PRELOAD)
         start_forkserver()
     return ctx
+
+
+def start_method() -> str:
+    """The start method of the lab's process pools (``forkserver`` where the platform
+    has it, else ``spawn``), without starting anything.
+    """
+    from labkit.backends._forkserver import START_METHOD
+
+    return START_METHOD
 
 
 def partial_stats(paths: Sequence[str | Path]) -> tuple[int, np.ndarray, np.ndarray]:
@@ -562,13 +576,21 @@ class _Crash(Exception):
         self.error, self.where = error, where
 
 
+BROKEN_POOL_HINT = ("(a worker process died. Often the pool was given a function defined in "
+                    "the notebook: worker processes can only run functions they can import, "
+                    "e.g. from labkit or from a module you wrote with %%writefile)")
+
+
 def _call_local(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, float]:
     t0 = time.perf_counter()
     try:
         out = fn(*args)
     except Exception as exc:
         frame = _student_frame(exc)
-        raise _Crash(_error_text(exc), _frame_text(*frame) if frame else None) from None
+        error = _error_text(exc)
+        if type(exc).__name__ == "BrokenProcessPool":
+            error = f"{error}\n{BROKEN_POOL_HINT}"
+        raise _Crash(error, _frame_text(*frame) if frame else None) from None
     return out, time.perf_counter() - t0
 
 

@@ -7,7 +7,7 @@ notebook run with their solutions or as written.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import shared_memory
 from pathlib import Path
 
@@ -54,8 +54,8 @@ def one_pass_float32(paths):
 
 
 def per_file_stats(paths, workers):
-    with check.mp_context().Pool(workers) as pool:
-        images = pool.map(read_tile, paths)
+    with ProcessPoolExecutor(workers, mp_context=check.mp_context()) as pool:
+        images = list(pool.map(read_tile, paths))
     first = images[0].astype(np.float64)
     s = np.zeros_like(first)
     ss = np.zeros_like(first)
@@ -71,8 +71,8 @@ def per_file_stats(paths, workers):
 def partitioned_stats(paths, workers):
     groups = [[paths[i] for i in idx] for idx in np.array_split(np.arange(len(paths)), workers)
               if len(idx)]
-    with check.mp_context().Pool(len(groups)) as pool:
-        partials = pool.map(check.partial_stats, groups)
+    with ProcessPoolExecutor(len(groups), mp_context=check.mp_context()) as pool:
+        partials = list(pool.map(check.partial_stats, groups))
     n, mean, m2 = partials[0]
     for nb, mean_b, m2_b in partials[1:]:
         total = n + nb
@@ -92,8 +92,8 @@ def shared_memory_stats(paths, workers):
         step = -(-rows // workers)
         slabs = [(block.name, shape, paths, r0, min(rows, r0 + step))
                  for r0 in range(0, rows, step)]
-        with check.mp_context().Pool(workers) as pool:
-            pool.starmap(check.slab_stats, slabs)
+        with ProcessPoolExecutor(workers, mp_context=check.mp_context()) as pool:
+            list(pool.map(check.slab_stats, *zip(*slabs, strict=True)))
         planes = np.ndarray(shape, np.float32, buffer=block.buf)
         mean, std = planes[-2].copy(), planes[-1].copy()
         del planes
@@ -332,12 +332,37 @@ def test_process_and_thread_model_answers(lab_home, task, fn, lab):
 
 def test_pool_worker_error_names_the_students_call(lab_home):
     def bad_pool(paths, workers):
-        with check.mp_context().Pool(workers) as pool:
-            return pool.map(read_tile, [str(p) + ".missing" for p in paths])
+        with ProcessPoolExecutor(workers, mp_context=check.mp_context()) as pool:
+            return list(pool.map(read_tile, [str(p) + ".missing" for p in paths]))
 
     r = _exercise("per-file", bad_pool)
     assert r.verdict == "crashed" and "cannot read tile" in r.error
     assert "pool.map(read_tile" in r.student_line
+
+
+def _cell_function(path):
+    return path
+
+
+def test_notebook_function_in_a_pool_is_explained(lab_home, monkeypatch):
+    """A function defined in a notebook lives in the kernel's __main__, which a
+    forkserver/spawn worker does not have: the worker dies, the executor says so."""
+    import sys
+
+    monkeypatch.setattr(_cell_function, "__module__", "__main__")
+    monkeypatch.setattr(_cell_function, "__qualname__", "cell_function")
+    monkeypatch.setattr(sys.modules["__main__"], "cell_function", _cell_function,
+                        raising=False)
+
+    def uses_a_cell_function(paths, workers):
+        with ProcessPoolExecutor(workers, mp_context=check.mp_context()) as pool:
+            return list(pool.map(_cell_function, paths))
+
+    r = _exercise("per-file", uses_a_cell_function)
+    assert r.verdict == "crashed" and r.error.startswith("BrokenProcessPool")
+    assert "can only run functions they can import" in r.message
+    assert "pool.map(_cell_function" in r.student_line
+    assert r.student_s is None and r.lab_s is None
 
 
 @pytest.fixture(scope="module")
