@@ -321,6 +321,8 @@ def test_kernel_selector_runs_the_lee_filter_and_shows_it(lab, tmp_path):
         assert panel.last_result.meta["filter"] == "lee:15:16"
         assert "lee:15:16" in panel.table.value and ">kernel<" in panel.table.value
         assert "kernel lee:5:16" in panel.describe()
+        ticks = [t.get_text() for t in panel.figure().axes[0].get_xticklabels()]
+        assert "lee:15" in ticks[-1] and "lee" not in ticks[1]
         csv_rows = bench.read_csv(tmp_path / "bench.csv")
         assert [r["filter"] for r in csv_rows] == ["lee:5:16", None, "lee:15:16"]
         variants = {s["variant"] for s in bench.summarize(csv_rows)}

@@ -309,7 +309,8 @@ def runs_figure(rows: Sequence[Mapping[str, Any]]) -> Any:
     ----------
     rows : sequence of dict
         :attr:`labkit.ui.ControlPanel.results` rows: ``run``, ``backend``,
-        ``backend_name``, ``workers``, ``tile``, ``median_s``, ``min_s``, ``max_s`` (s).
+        ``backend_name``, ``workers``, ``tile``, ``median_s``, ``min_s``, ``max_s`` (s),
+        optionally ``kernel`` (``lee:K:ENL``, shown as ``lee:K``).
 
     Returns
     -------
@@ -327,7 +328,11 @@ def runs_figure(rows: Sequence[Mapping[str, Any]]) -> Any:
     colors = [BACKEND_COLORS.get(r.get("backend_name", ""), "#7f7f7f") for r in rows]
     ax.bar(x, med, yerr=err, color=colors, capsize=3)
     ax.set_xticks(list(x))
-    ax.set_xticklabels([f"#{r['run']} {r['backend']}\n{r['workers']}w {r['tile']}"
+    def kernel(r: Mapping[str, Any]) -> str:
+        k = r.get("kernel") or "none"
+        return "" if k == "none" else f" {':'.join(str(k).split(':')[:2])}"
+
+    ax.set_xticklabels([f"#{r['run']} {r['backend']}{kernel(r)}\n{r['workers']}w {r['tile']}"
                         for r in rows], fontsize=7, rotation=30, ha="right")
     ax.set_ylabel("median wall time (s)")
     ax.set_title("runs so far (whiskers: min–max of the repeats)", fontsize=9)
