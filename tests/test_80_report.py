@@ -236,7 +236,7 @@ def test_full_report_quick_tiny_end_to_end(tmp_path: Path, monkeypatch: pytest.M
     assert en == tmp_path / "reports" / "informe.html" and es.name == "informe_es.html"
     rows = bench.read_csv(tmp_path / "benchmarks" / "resultados.csv")
     labels = {r["label"] for r in rows}
-    assert {"main", "scale"} <= labels
+    assert {"main", "scale", "weak"} <= labels
     main = [r for r in rows if r["label"] == "main"]
     assert {r["mode"] for r in main} == {"in-process", "process"}
     assert {"floor-read", "floor-memory", "sequential"} <= {r["backend"] for r in main}
@@ -244,14 +244,17 @@ def test_full_report_quick_tiny_end_to_end(tmp_path: Path, monkeypatch: pytest.M
     assert all(r["max_abs_diff"] is not None and r["max_abs_diff"] <= 1e-5 for r in timed)
     scale = {(r["n_dates"], r["tile"]) for r in rows if r["label"] == "scale"}
     assert len(scale) == 3
-    for name in ("t_barras", "speedup", "efficiency", "breakdown", "scaling", "maps"):
+    for name in ("t_barras", "speedup", "efficiency", "breakdown", "scaling", "weak", "maps",
+                 "roofline", "speedup_k"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 2000
+        assert (tmp_path / "figures" / "es" / f"{name}.png").stat().st_size > 2000
     assert (tmp_path / "benchmarks" / "tiempos.tsv").read_text().startswith("backend\ttiempo")
     t_seq = statistics.median(r["wall_s"] for r in timed if r["backend"] == "sequential"
                               and r["mode"] == "in-process")
-    for path, heading, lang in ((en, "Methodology", "en"), (es, "Metodología", "es")):
+    for path, lang in ((en, "en"), (es, "es")):
         html = path.read_text(encoding="utf-8")
-        assert heading in html and report.fmt_s(t_seq, lang) in html
+        assert all(h in html for h in HEADINGS[lang]) and report.fmt_s(t_seq, lang) in html
+        assert "Roofline" in html and ("Weak scaling" if lang == "en" else "Escalado débil") in html
         assert report.check_offline(html) == []
     assert (tmp_path / "reports" / "notebooks" / "06_analysis.ipynb").is_file()
     assert not res["failed"]
@@ -465,3 +468,24 @@ def test_student_cells_and_prompts_in_the_notebook():
     html = report.model_answer_html("conclusions", report.analyze(_rows()), "es")
     assert html.startswith("<details>\n<summary><b>Respuesta modelo calculada con tus datos")
     assert html.rstrip().endswith("</details>") and "<li>" not in html.split("<details>")[0]
+
+
+def test_model_answers_quote_the_same_numbers_in_both_languages():
+    from labkit.report.facts import Roofline, RooflinePoint, Sweep, SweepPoint
+
+    roof = Roofline(bandwidth=20.0, bandwidth_one=10.0, peak=80.0, peak_one=40.0, ridge=4.0,
+                    points=(RooflinePoint("stats, threads ×2", 0.9, 3.0, 18.0),
+                            RooflinePoint("lee:9, threads ×2", 9.0, 30.0, 80.0)))
+    sweep = Sweep(points=(SweepPoint("threads", 0, 2, 1.1), SweepPoint("threads", 9, 2, 1.8)))
+    facts = report.analyze(_rows() + _xarray_rows(4.75) + _weak_rows() + _scale_rows(),
+                           preset="tiny", maps=MAPS, roofline=roof, sweep=sweep)
+    assert facts.sweep is not None and facts.sweep.gain is not None
+    for name in report.MODEL_ANSWERS:
+        en, es = (report.model_answer(name, facts, lang) for lang in ("en", "es"))
+        assert _numbers(en, "en") == _numbers(es, "es"), name
+        assert "{{" not in en + es and not re.search(r"\n{3,}", en + es)
+    for name in report.SECTIONS:
+        assert _numbers(report.section(name, facts, "en"), "en") == _numbers(
+            report.section(name, facts, "es"), "es"), name
+    conclusions = report.model_answer("conclusions", facts, "en")
+    assert "1.80× on 2 workers, against 1.10× for the statistics alone" in conclusions
