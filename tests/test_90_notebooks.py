@@ -15,6 +15,7 @@ NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
 PARAMETERS = {"preset": "tiny", "workers": 2, "repeats": 1}
 EXPECTED = ["01_prep", "02_sequential", "03_multiprocessing", "04_mem", "05_mpi"]
 PANEL_LABELS = {"02_sequential", "03_multiprocessing", "04_mem", "05_mpi"}  # write CSV rows
+WITH_EXERCISES = {"02_sequential", "03_multiprocessing", "04_mem", "05_mpi"}  # student code
 
 
 def _ids(paths: list[Path]) -> list[str]:
@@ -73,6 +74,27 @@ def test_notebook_is_committed_clean_and_structured(path: Path):
     assert re.search(r"predict before you run", text, re.I)
     assert re.search(r"takeaways", text, re.I)
     assert re.search(r"<details>\s*<summary>\s*Solution", text), "no hidden solution"
+    _assert_exercises_well_formed(path, nb["cells"])
+
+
+def _assert_exercises_well_formed(path: Path, cells: list[dict]) -> None:
+    """exercise (skeleton with ... blanks), a cell calling check.exercise, then a hidden
+    solution cell (same function, first line '# Solution (hidden): ...')."""
+    exercises = [i for i, c in enumerate(cells) if "exercise" in _tags(c)]
+    if path.stem in WITH_EXERCISES:
+        assert exercises, "no exercise cell (tagged exercise) for the student"
+    for i in exercises:
+        skeleton = _source(cells[i])
+        assert cells[i]["cell_type"] == "code" and "..." in skeleton, f"exercise {i}: no blanks"
+        checker = _source(cells[i + 1])
+        assert "check.exercise(" in checker, f"exercise {i}: no check.exercise call after it"
+        sol = next((c for c in cells[i + 1:] if "solution" in _tags(c)), None)
+        assert sol is not None, f"exercise {i}: no solution cell after it"
+        assert sol.get("metadata", {}).get("jupyter", {}).get("source_hidden") is True
+        assert _source(sol).startswith("# Solution (hidden)")
+        names = re.findall(r"^def (\w+)", skeleton, re.M)
+        assert names and all(re.search(rf"^def {n}\b", _source(sol), re.M) for n in names), \
+            f"exercise {i}: the solution does not define {names}"
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +131,11 @@ def test_notebook_executes_with_the_tiny_preset(path: Path, lab_home: Path):
     injected = [c for c in nb.cells if "injected-parameters" in _tags(c)]
     assert len(injected) == 1 and "preset = 'tiny'" in _source(injected[0])
     assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    # every exercise ran its model answer (labkit.nbrun fills it in) and the checker said so
+    for i, c in enumerate(nb.cells):
+        if i and "exercise" in _tags(nb.cells[i - 1]):
+            shown = " ".join(o.get("data", {}).get("text/plain", "") for o in c.get("outputs", []))
+            assert shown.startswith("✔ right"), f"cell {i}: {shown[:400]}"
     # panels raise on failure in the notebooks; their runs land in the lab's CSV
     if path.stem in PANEL_LABELS:
         rows = bench.read_csv(paths.bench_csv())
