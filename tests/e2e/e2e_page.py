@@ -15,6 +15,7 @@ __all__ = [
     "PanelRun",
     "cell_errors",
     "drive_panel",
+    "fill_exercise",
     "open_notebook",
     "prompts",
     "run_all",
@@ -93,15 +94,49 @@ def wait_until_done(page: Any, timeout: float, settle: float = 2.0) -> float:
 
 
 def prompts(page: Any) -> list[str]:
-    """The input prompt of every code cell, e.g. ``[3]:`` (``[ ]:`` never run)."""
-    return page.eval_on_selector_all(
-        ".jp-Notebook .jp-CodeCell .jp-InputPrompt", "els => els.map(e => e.textContent.trim())")
+    """The input prompt of every code cell, e.g. ``[3]:`` (``[ ]:`` never run), from the
+    cells' models: a cell whose input is hidden (a solution) shows no prompt on screen.
+    """
+    return page.evaluate("""() => window.jupyterapp.shell.currentWidget.content.widgets
+      .filter(c => c.model.type === 'code')
+      .map(c => `[${c.model.executionCount ?? ' '}]:`)""")
 
 
 def cell_errors(page: Any) -> list[str]:
     """Texts of the stderr outputs on screen that are exceptions (not warnings)."""
     texts = page.eval_on_selector_all(STDERR, "els => els.map(e => e.innerText)")
     return [t for t in texts if ERROR_TEXT.search(t)]
+
+
+_SELECT_CELL = """(marker) => {
+  const nb = window.jupyterapp.shell.currentWidget.content;
+  const i = nb.widgets.findIndex(c => c.model.sharedModel.getSource().includes(marker));
+  if (i >= 0) { nb.mode = 'command'; nb.activeCellIndex = i; }
+  return i;
+}"""
+
+
+def fill_exercise(page: Any, marker: str, body: str, timeout: float = 120) -> str:
+    """Replace the code of the exercise cell whose code contains ``marker`` by ``body``,
+    run it and the cell after it (its checker) with Shift+Enter, as a student does.
+
+    The body goes in as keyboard text input (as a paste would: the editor keeps its
+    indentation as written). Returns the text the checker cell shows.
+    """
+    index = page.evaluate(_SELECT_CELL, marker)
+    if index < 0:
+        raise AssertionError(f"no cell contains {marker!r}")
+    cell = page.locator(".jp-Notebook .jp-Cell.jp-mod-active")
+    cell.scroll_into_view_if_needed()
+    cell.locator(".cm-content").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(body)
+    page.keyboard.press("Shift+Enter")  # run the exercise; the checker cell is next
+    page.keyboard.press("Shift+Enter")  # run the checker
+    wait_until_done(page, timeout)
+    checker = page.locator(".jp-Notebook .jp-Cell").nth(index + 1)
+    checker.scroll_into_view_if_needed()
+    return str(checker.locator(".jp-OutputArea").inner_text())
 
 
 def run_in_terminal(page: Any, command: str, timeout: float = 60) -> Any:

@@ -3,7 +3,9 @@
 For each notebook, in order (01 … 06): open it, Run All Cells from the Run menu, wait for
 the kernel, check no cell shows an exception; in each control panel move the workers
 slider and the tile selector, click Run and check the table, the plot and the CSV; 05_mpi
-starts and stops MPI engines; 06_analysis renders the informe and writes its HTML. A
+starts and stops MPI engines; 06_analysis renders the informe and writes its HTML. In
+02_sequential the student's part: a body typed into the exercise cell, run with its
+checker cell, which must say right (and a wrong body, wrong). A
 screenshot of every notebook goes to reports/screenshots/ (kept on failure), and after
 each notebook its kernel is shut down and nothing it started may be left running.
 """
@@ -23,6 +25,7 @@ from e2e_lab import NOTEBOOKS, SHOTS, EngineWatch, describe
 from e2e_page import (
     cell_errors,
     drive_panel,
+    fill_exercise,
     open_notebook,
     prompts,
     run_all,
@@ -39,6 +42,17 @@ RUN_TIMEOUT_S = 360  # seconds for Run All of one notebook (tiny preset)
 NO_CSV = {"01_prep"}  # panels that prepare tiles: no benchmark rows
 REPORT_TIMEOUT_S = 240  # seconds for `labkit report` run from a JupyterLab terminal
 ENGINES = {"05_mpi"}  # notebooks that start ipyparallel MPI engines
+# 02_sequential's exercise: what a student types (not the hidden solution's text)
+EXERCISE = {"02_sequential": "# Exercise: the temporal mean and std"}
+STUDENT_BODY = """def my_stats(paths):
+    x = np.stack([read_tile(p) for p in paths]).astype(np.float64)
+    return x.mean(axis=0).astype(np.float32), x.std(axis=0).astype(np.float32)
+"""
+WRONG_BODY = """# first try: float32, and a std a little off
+def my_stats(paths):
+    x = np.stack([read_tile(p) for p in paths])
+    return x.mean(axis=0), x.std(axis=0) * 1.01
+"""
 
 
 def _csv_rows(root: Path) -> list[dict[str, str]]:
@@ -78,6 +92,15 @@ def _check_panels(page: Any, lab: Any, name: str) -> None:
             assert row["tile"] == f"{run.tile}x{run.tile}", row
             if run.workers is not None:
                 assert int(row["workers"]) == run.workers, row
+
+
+def _check_exercise(page: Any, name: str) -> None:
+    """Type a wrong body, then a right one, into the exercise cell; the checker says so."""
+    shown = fill_exercise(page, EXERCISE[name], WRONG_BODY)
+    assert "✘ wrong" in shown and "max |Δ|" in shown, f"checker on a wrong body: {shown}"
+    shown = fill_exercise(page, "# first try", STUDENT_BODY)
+    assert "✔ right" in shown, f"checker on a right body: {shown}"
+    assert "time: yours" in shown, shown
 
 
 def _check_engines(page: Any, watch: EngineWatch) -> None:
@@ -138,6 +161,8 @@ def test_notebook_in_jupyterlab(lab: Any, page: Any, name: str) -> None:
             unrun = [p for p in prompts(page) if not re.fullmatch(r"\[\d+\]:", p)]
             assert not unrun, f"cells not run: {unrun}"
             _check_panels(page, lab, name)
+            if name in EXERCISE:
+                _check_exercise(page, name)
             if name in ENGINES:
                 _check_engines(page, watch)
             if name.startswith("06"):
