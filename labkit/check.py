@@ -76,7 +76,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -219,11 +219,12 @@ class ExerciseResult:
     lab: str = ""
     workers: int = 1
     repeats: int = 0
+    ok: bool = field(init=False)
 
-    @property
-    def ok(self) -> bool:
-        """True when the verdict is ``right``."""
-        return self.verdict == "right"
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+        object.__setattr__(self, "ok", self.verdict == "right")
 
     def __repr__(self) -> str:
         return self.message
@@ -540,8 +541,10 @@ def _timing_text(student_s: float, lab_s: float, lab: str, workers: int, repeats
         far = f"yours takes {ratio:.1f}× as long"
     else:
         far = f"yours is {1 / ratio:.1f}× faster"
+    how = ("; both start their worker processes on every call" if task.args == ("paths", "workers")
+           and task.backend != "threads" else "; both on the same engines" if task.mpi else "")
     return (f"time: yours {student_s:.4f} s, the lab's {lab} {lab_s:.4f} s (median of "
-            f"{repeats} after a warm-up, {who}): {far}")
+            f"{repeats} after a warm-up, {who}{how}): {far}")
 
 
 # ---------------------------------------------------------------------------------------
