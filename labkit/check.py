@@ -551,6 +551,16 @@ def _timing_text(student_s: float, lab_s: float, lab: str, workers: int, repeats
 # running the student's function
 
 
+def _blanks_left(fn: Any) -> list[int]:
+    """Line numbers of ``fn``'s source that still assign ``...`` (an unfilled blank)."""
+    try:
+        lines, first = inspect.getsourcelines(fn)
+    except (OSError, TypeError):
+        return []
+    return [first + i for i, line in enumerate(lines)
+            if re.search(r"(=|return)\s*\.\.\.\s*(#.*)?$", line)]
+
+
 def _check_fn(task: Task, fn: Any) -> None:
     name = getattr(fn, "__name__", type(fn).__name__)
     if not callable(fn):
@@ -807,6 +817,11 @@ def exercise(task: str, fn: Callable[..., Any], preset: str = "tiny", *, workers
         except _Crash as crash:
             where = f"\n{crash.where}" if crash.where else \
                 f"\n(when called as {t.signature})"
+            blanks = _blanks_left(fn)
+            if blanks:
+                plural = "s" if len(blanks) > 1 else ""
+                lines = ", ".join(str(n) for n in blanks)
+                where += f"\nblanks still to fill in: the ... on line{plural} {lines}"
             return ExerciseResult(verdict="crashed", message=f"✘ crashed — {head}\n"
                                   f"{crash.error}{where}", error=crash.error,
                                   student_line=crash.where, **common)  # type: ignore[arg-type]

@@ -312,6 +312,8 @@ def test_unfilled_skeleton_crashes(lab_home):
 
     r = _exercise("sequential", skeleton)
     assert r.verdict == "crashed" and "TypeError" in r.error and "s += d" in r.message
+    first = skeleton.__code__.co_firstlineno
+    assert f"blanks still to fill in: the ... on line {first + 3}" in r.message
 
 
 # ---- every task's model answer -------------------------------------------------------
