@@ -16,12 +16,12 @@ the bugs), sends SIGINT to the process group after a delay, and checks:
   tracker, ``mpiexec``, its proxy and ranks) is gone, none a zombie.
 
 Cases: ``labkit run`` with every backend (``mpi`` both from labkit's own launcher and
-under ``mpiexec -n 2``), ``prep --jobs 2``, ``synth``, and ``bench`` of the mpi backend
-on an ipyparallel cluster of MPI engines. The delays are spread over runs of about 1-4 s
-on 2 cores, from the imports (the first 0.3 s) through pool, forkserver and cluster start,
-reading, computing, merging and writing; a table of what each case did is printed at the
-end (``pytest -s``). The last tests check the pieces: held and dropped SIGINTs, and a
-KeyboardInterrupt that C code swallowed is raised again.
+under ``mpiexec -n 2``; ``dask`` on its three schedulers), ``prep --jobs 2``, ``synth``,
+and ``bench`` of the mpi backend on an ipyparallel cluster of MPI engines. The delays are
+spread over runs of about 1-4 s on 2 cores, from the imports (the first 0.3 s) through
+pool, forkserver and cluster start, reading, computing, merging and writing; a table of
+what each case did is printed at the end (``pytest -s``). The last tests check the pieces:
+held and dropped SIGINTs, and a KeyboardInterrupt that C code swallowed is raised again.
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ MPIEXEC_DELAYS = (0.15, 0.3, 0.45, 0.6, 0.8, 1.0, 1.5)
 # bench with the mpi backend: an ipyparallel cluster of 2 MPI engines starts (≈2.5 s),
 # then the runs on the engines (≈1 s)
 BENCH_DELAYS = (0.3, 1.0, 2.0, 3.0, 4.0)
+# dask: its imports, a pool or a local distributed cluster starting (≈1.5-3 s), the run;
+# from 0.15 s (before, a loaded machine may still be starting the interpreter itself)
+DASK_DELAYS = (0.15, 0.3, 0.6, 1.0, 1.5, 2.5, 3.5)
 
 RUN = ("run",)
 CASES: dict[str, tuple[str, ...]] = {
@@ -64,6 +67,9 @@ CASES: dict[str, tuple[str, ...]] = {
     "partitioned": (*RUN, "multiprocessing", "--strategy", "partitioned", "--workers", "2"),
     "mpi": (*RUN, "mpi", "--workers", "2"),
     "mpiexec": (*RUN, "mpi", "--split", "rows"),
+    "dask-threads": (*RUN, "dask", "--workers", "2"),
+    "dask-processes": (*RUN, "dask", "--scheduler", "processes", "--workers", "2"),
+    "dask-distributed": (*RUN, "dask", "--scheduler", "distributed", "--workers", "2"),
     "prep": ("prep", "--jobs", "2"),
     "synth": ("synth",),
     "bench-ipp": ("bench", "--backends", "mpi"),
@@ -204,7 +210,9 @@ def _check_outputs(case: str, code: int, out: Path, inputs: Inputs) -> None:
 
 @pytest.mark.parametrize("case, delay", [
     pytest.param(case, d, id=f"{case}-{d}s") for case in CASES
-    for d in {"mpiexec": MPIEXEC_DELAYS, "bench-ipp": BENCH_DELAYS}.get(case, DELAYS)])
+    for d in {"mpiexec": MPIEXEC_DELAYS, "bench-ipp": BENCH_DELAYS,
+              "dask-threads": DASK_DELAYS, "dask-processes": DASK_DELAYS,
+              "dask-distributed": DASK_DELAYS}.get(case, DELAYS)])
 def test_ctrl_c(case: str, delay: float, inputs: Inputs, tmp_path: Path) -> None:
     """SIGINT to the process group after ``delay`` s: 130 (or 0 if done), one line, no
     traceback, nothing written, nothing left."""

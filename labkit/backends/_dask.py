@@ -31,6 +31,8 @@ import atexit
 import contextlib
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -47,6 +49,7 @@ __all__ = ["DaskCluster", "DaskRun", "import_scheduler", "scheduler_for", "sched
            "start_cluster"]
 
 STOP_TIMEOUT_S = 5.0  # s the cluster may take to close before its workers are killed
+FAST_STOP_TIMEOUT_S = 0.5  # the same after a Ctrl-C, its workers already killed
 START_TIMEOUT_S = 60.0  # s the workers may take to come up
 
 
@@ -86,8 +89,9 @@ class DaskCluster:
     kind = "distributed"
 
     def __init__(self, cluster: Any, client: Any, workers: int, startup: float,
-                 pids: list[int]) -> None:
+                 pids: list[int], scratch: str) -> None:
         self.cluster = cluster
+        self.scratch = scratch
         self.client = client
         self.workers = workers
         self.startup = startup
@@ -120,7 +124,8 @@ class DaskCluster:
         t0 = time.perf_counter()
         with interrupts.deferred():
             fast = interrupts.stopping() or interrupts.taken()  # after a Ctrl-C
-            left = _shutdown(self.cluster, self.client, _processes(self.pids), fast)
+            left = _shutdown(self.cluster, self.client, _processes(self.pids), self.scratch,
+                             fast)
         self.stop_s = time.perf_counter() - t0
         if left:
             raise LabError(f"could not stop dask worker processes {left}: kill them by hand")
@@ -142,19 +147,41 @@ def _processes(pids: list[int]) -> list[Any]:
     return list(procs.values())
 
 
-def _shutdown(cluster: Any, client: Any, procs: list[Any], fast: bool = False) -> list[int]:
-    """Close the client and the cluster, then kill what is left of ``procs``; return the
-    pids still alive. ``fast`` (after a Ctrl-C): kill the workers first, then close.
+def _shutdown(cluster: Any, client: Any, procs: list[Any], scratch: str,
+              fast: bool = False) -> list[int]:
+    """Close the client and the cluster, then kill what is left of ``procs`` and remove the
+    workers' ``scratch`` folder; return the pids still alive. ``fast`` (after a Ctrl-C):
+    kill the workers first, then close.
     """
+    timeout = STOP_TIMEOUT_S
     if fast:
+        _no_restarts(cluster)
         kill_processes(procs, grace=0.0)
+        timeout = FAST_STOP_TIMEOUT_S  # nothing left to wait for
     if client is not None:
         with contextlib.suppress(Exception):
-            client.close(timeout=STOP_TIMEOUT_S)
+            client.close(timeout=timeout)
     if cluster is not None:
         with contextlib.suppress(Exception):
-            cluster.close(timeout=STOP_TIMEOUT_S)
-    return kill_processes(procs, grace=1.0)
+            cluster.close(timeout=timeout)
+        with contextlib.suppress(Exception):  # closed (or its processes killed): not
+            from distributed.deploy.spec import SpecCluster  # again at exit
+
+            SpecCluster._instances.discard(cluster)
+    left = kill_processes(procs, grace=1.0)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return left
+
+
+def _no_restarts(cluster: Any) -> None:
+    """Tell the cluster's nannies not to restart their worker when it dies (it is being
+    killed): each one closes instead.
+    """
+    from distributed.core import Status
+
+    for nanny in list(getattr(cluster, "workers", {}).values()):
+        with contextlib.suppress(Exception):
+            nanny.status = Status.closing_gracefully
 
 
 def _descendants() -> dict[int, Any]:
@@ -206,6 +233,7 @@ def start_cluster(workers: int, kernel: str | None = None, filt: LeeFilter | Non
         mp.get_context(START_METHOD).set_forkserver_preload(PRELOAD)  # if it starts now
         start_forkserver(kernel)
     before = _descendants()
+    scratch = tempfile.mkdtemp(prefix="labkit-dask-")  # the workers' spill folder
     cluster: Any = None
     client: Any = None
     try:
@@ -218,26 +246,32 @@ def start_cluster(workers: int, kernel: str | None = None, filt: LeeFilter | Non
         # labkit's forkserver is running: distributed's own preload list would only
         # import its optional packages here (≈0.5 s)
         distributed.utils._forkserver_preload_set = True
-        with dask.config.set({"distributed.worker.multiprocessing-method": START_METHOD}):
+        with dask.config.set({"distributed.worker.multiprocessing-method": START_METHOD,
+                              "temporary-directory": scratch}):  # scheduler's and nannies
             cluster = LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                 scheduler_port=0, dashboard_address=None,
                 # no dashboard; the scheduler's health page on a free loopback port
                 scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
                 worker_dashboard_address=None, silence_logs=logging.CRITICAL,
-                env=dict.fromkeys(THREAD_ENV_VARS, "1"), death_timeout=timeout)
+                env=dict.fromkeys(THREAD_ENV_VARS, "1"), death_timeout=timeout,
+                local_directory=scratch)
         client = Client(cluster, timeout=timeout)
         client.wait_for_workers(workers, timeout=timeout)
         pids = sorted(client.run(_warm, kernel, filt).values())
-        return DaskCluster(cluster, client, workers, time.perf_counter() - t0, pids)
+        return DaskCluster(cluster, client, workers, time.perf_counter() - t0, pids, scratch)
     except BaseException as exc:
         ctrl_c = not isinstance(exc, Exception)
         with interrupts.deferred():
             if cluster is None:  # cut short while it started: the one made meanwhile
                 with contextlib.suppress(Exception):
                     cluster = next(iter(set(SpecCluster._instances) - clusters), None)
+            with contextlib.suppress(Exception):  # its nannies' start fails as we stop
+                # them: asyncio would print each failure's traceback ("Task exception was
+                # never retrieved") when the task is collected
+                cluster.loop.asyncio_loop.set_exception_handler(lambda loop, context: None)
             new = [p for pid, p in _descendants().items() if pid not in before]
-            _shutdown(cluster, client, new, fast=ctrl_c)
+            _shutdown(cluster, client, new, scratch, fast=ctrl_c)
         if ctrl_c or isinstance(exc, (LabError, Interrupted)):
             raise  # Ctrl-C (KeyboardInterrupt) included
         raise LabError(f"could not start a dask cluster of {workers} workers "
@@ -304,9 +338,11 @@ class DaskRun:
                 if progress:
                     progress(done, len(futures))
             return tuple(client.gather(futures))
-        finally:
-            with contextlib.suppress(Exception):
-                client.cancel(futures)
+        except BaseException:
+            if not self.own:  # a given cluster goes on: drop this run's tasks
+                with contextlib.suppress(Exception):
+                    client.cancel(futures)
+            raise
 
 
 @contextlib.contextmanager
