@@ -11,8 +11,9 @@ far as the bandwidth grows with them), right of it compute-bound.
   element; the copy ``a = b`` beside it, 16) and P from a Numba loop of independent
   multiply-adds held in registers (64 lanes the compiler vectorizes, and 8 scalar
   chains), with 1 thread and with every logical core. P is the rate Numba's code reaches
-  here without fused multiply-add contraction (as the lab's kernels are compiled), not
-  the datasheet peak.
+  here, in the vector width Numba picks for this CPU (the lab's kernels get the same)
+  and without fused multiply-add contraction (as the lab's kernels are compiled): not
+  the datasheet peak, which counts FMAs on the widest vectors.
 * :func:`count_flops` and :func:`count_bytes`: what a run of the lab's kernel does,
   *counted* from the kernel's code: the statistics kernel does 4 flops per date-pixel
   (subtract the shift, add, square, add) and 7 per pixel to finish; the Lee filter adds
