@@ -25,6 +25,10 @@ and written to the CSV with the command that produced them. Groups (``group`` co
   started beforehand); the fused Lee kernel vs scipy's ``uniform_filter`` on one date,
   with their largest relative difference; the statistics kernel's best 2-worker speed-up
   against the 2-thread copy scaling of the same run.
+* ``memory`` (only when asked for: ``--groups memory``): why the statistics kernel scales
+  as it does: each step of a block (copy within RAM, copy from the page cache, read +
+  kernel, the threads backend) with 1 vs 2 threads for several block sizes, the kernel
+  alone, the process backends, and the minor page faults of a run.
 
 The inputs are built once under ``data/`` (``--root``), only those the groups need.
 """
@@ -55,13 +59,14 @@ from _perf_cases import (  # noqa: E402
     measure_startup,
 )
 from _perf_filter import measure_filter  # noqa: E402
+from _perf_memory import measure_memory  # noqa: E402
 from _perf_parallel import measure_parallel  # noqa: E402
 
 from labkit.errors import LabError  # noqa: E402
 from labkit.io import write_text_atomic  # noqa: E402
 
-GROUPS = ("kernel", "process", "parallel", "prep", "startup", "prefetch", "filter")
-DEFAULT_GROUPS = GROUPS[:-1]  # filter only when asked for: +30 s on a ≈3-min run (2 cores)
+GROUPS = ("kernel", "process", "parallel", "prep", "startup", "prefetch", "filter", "memory")
+DEFAULT_GROUPS = GROUPS[:-2]  # filter and memory only when asked for (+≈1 min each, 2 cores)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -220,6 +225,7 @@ def _measurements(data: Inputs, repeats: int, importtime: Path,
         "startup": lambda: measure_startup(data.tiny, repeats, importtime, say),
         "prefetch": lambda: measure_prefetch(data.tiles2048, repeats, say),
         "filter": lambda: measure_filter(data.tiles1024, repeats, progress=say),
+        "memory": lambda: measure_memory(data.tiles1024, repeats, progress=say),
     }
 
 
