@@ -41,7 +41,22 @@ from labkit.backends.options import RunOptions
 from labkit.errors import LabError
 from labkit.io import TileStack
 
-__all__ = ["compute", "graph", "graph_size"]
+__all__ = ["breakdown", "compute", "cube_of", "graph", "graph_size"]
+
+
+def cube_of(stack: TileStack, block_rows: int) -> Any:
+    """The tiles as one lazy float32 DataArray (time, y, x), chunked by ``block_rows``
+    rows (the whole width; one date per chunk along ``time``).
+    """
+    import rioxarray
+    import xarray as xr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # radar tiles have no georeference
+        opened = [rioxarray.open_rasterio(p, chunks={"band": 1, "y": block_rows, "x": -1},
+                                          lock=False, cache=False) for p in stack.paths]
+    tiles: list[Any] = [t.squeeze("band", drop=True) for t in opened]  # type: ignore[union-attr]
+    return xr.concat(tiles, dim="time", coords="minimal", compat="override", join="override")
 
 
 def graph(stack: TileStack, block_rows: int, ddof: int = 0,
@@ -59,17 +74,7 @@ def graph(stack: TileStack, block_rows: int, ddof: int = 0,
     min_count : int, optional
         NaN-aware with at least this many valid dates (default: strict NaN).
     """
-    import rioxarray
-    import xarray as xr
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # radar tiles have no georeference
-        tiles: list[Any] = [
-            rioxarray.open_rasterio(p, chunks={"band": 1, "y": block_rows, "x": -1},
-                                    lock=False, cache=False).squeeze("band", drop=True)  # type: ignore[union-attr]
-            for p in stack.paths]
-    cube = xr.concat(tiles, dim="time", coords="minimal", compat="override",
-                     join="override").astype("float64")
+    cube = cube_of(stack, block_rows).astype("float64")
     skipna = min_count is not None
     mean = cube.mean("time", skipna=skipna)
     std = cube.std("time", ddof=ddof, skipna=skipna)
@@ -118,3 +123,58 @@ def compute(stack: TileStack, opts: RunOptions) -> Result:
             "block_rows": br, "chunks": f"{br} rows x {stack.cols} cols x 1 date",
             "dtype": "float64", "dask_workers": run.workers}
     return Result(out_mean, out_std, timings, stack.nbytes, meta)
+
+
+def breakdown(stack: TileStack, workers: int, block_rows: int | None = None,
+              repeats: int = 3) -> dict[str, tuple[float, int]]:
+    """Where the xarray way's time goes: its steps timed alone, in turns, on ``workers``
+    threads (Dask's threaded scheduler).
+
+    Steps: ``read`` (every chunk read and summed: the least any graph does), ``mean
+    float32`` (no cast), ``mean float64``, ``std float64`` (a second reduction, with its
+    own mean), ``mean + std float64`` (the xarray way, :func:`graph`).
+
+    Parameters
+    ----------
+    stack : TileStack
+        The intensity tiles.
+    workers : int
+        Threads.
+    block_rows : int, optional
+        Rows per chunk (default as :func:`labkit.backends.dask_chunks.chunk_rows`).
+    repeats : int, default 3
+        Timed runs of each step, after one untimed round.
+
+    Returns
+    -------
+    dict of step -> (median seconds, tasks in its graph)
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import dask
+    import dask.threaded
+
+    from labkit.backends.dask_chunks import chunk_rows
+    from labkit.bench.harness import alternate, median
+
+    br = block_rows or chunk_rows(stack, workers)
+    mean, std = graph(stack, br)
+    raw = cube_of(stack, br)
+    f64 = raw.astype("float64")
+    steps = {
+        "read": (raw.data.sum(axis=(1, 2)),),
+        "mean float32": (raw.mean("time", skipna=False).data,),
+        "mean float64": (f64.mean("time", skipna=False).data,),
+        "std float64": (f64.std("time", skipna=False).data,),
+        "mean + std float64": (mean.data, std.data),
+    }
+    with ThreadPoolExecutor(workers) as pool:
+        def timer(arrays: tuple) -> Any:
+            def run() -> float:
+                t0 = time.perf_counter()
+                dask.compute(*arrays, scheduler=dask.threaded.get, pool=pool)
+                return time.perf_counter() - t0
+            return run
+
+        times = alternate({k: timer(v) for k, v in steps.items()}, repeats)
+    return {k: (median(times[k]), graph_size(*steps[k])) for k in steps}
