@@ -668,34 +668,63 @@ class _Engines:
         failed_at: float | None = None
         while not all(ar.ready() for ar in ars):
             now = time.perf_counter()
-            done = [ar.get() for ar in ars if ar.ready() and ar.successful()]
-            if failed_at is None and any("error" in d for d in done):
+            done = [self._outcome(ar) for ar in ars if ar.ready()]
+            dead = self._dead_engines()
+            if failed_at is None and (dead or any("error" in d for d in done)):
                 failed_at = now
             if (failed_at is not None and now - failed_at > self.GRACE_S) or now > deadline:
                 self._stop()
                 why = (" while the other ranks waited for it in an MPI call" if failed_at
                        else f": it ran longer than {self.timeout:g} s")
                 crash = self._first_error(done)
+                stopped = f"(the engines were stopped{why}; a new check starts new ones)"
                 if crash is not None:
-                    raise _Crash(crash.error, (crash.where or "") + f"\n(the engines were "
-                                 f"stopped{why})")
+                    raise _Crash(crash.error, f"{crash.where or ''}\n{stopped}".strip())
+                if dead:
+                    raise _Crash(f"MPI engine process {dead[0]} died during the run (an MPI "
+                                 "Abort, or a crash in compiled code)", stopped)
                 raise _Crash(f"the MPI engines did not finish{why}; they were stopped", None)
             for ar in ars:
                 if not ar.ready():
                     ar.wait(0.05)
                     break
         wall = time.perf_counter() - t0
-        results = []
-        for ar in ars:
-            try:
-                results.append(ar.get())
-            except Exception as exc:  # an engine died
-                raise _Crash(f"an MPI engine failed: {_error_text(exc)}", None) from None
+        results = [self._outcome(ar) for ar in ars]
         crash = self._first_error(results)
         if crash is not None:
             raise crash
         root = next(r for r in results if r["rank"] == 0)
         return root["out"], wall
+
+    @staticmethod
+    def _outcome(ar: Any) -> dict[str, Any]:
+        """What one engine's (finished) call gave: ``_engine_call``'s dict, or the error
+        ipyparallel raised for it (SystemExit on the engine, an engine that died).
+        """
+        try:
+            return dict(ar.get())
+        except Exception as exc:  # rank unknown: -1
+            text = _error_text(exc)
+            if "EngineError" in text or "died" in text:
+                text = ("an MPI engine process died during the run (exited, an MPI Abort, or a "
+                        "crash in compiled code)")
+            else:
+                text = f"an MPI engine failed: {text}"
+            return {"rank": -1, "error": text, "frame": None}
+
+    def _dead_engines(self) -> list[int]:
+        """Pids of this cluster's engines that are no longer running."""
+        import psutil
+
+        dead = []
+        for pid in getattr(self.cluster, "engine_pids", []):
+            try:
+                proc = psutil.Process(pid)
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    dead.append(pid)
+            except psutil.Error:
+                dead.append(pid)
+        return dead
 
     def _first_error(self, results: list[dict[str, Any]]) -> _Crash | None:
         for r in sorted(results, key=lambda d: d["rank"]):
@@ -706,7 +735,8 @@ class _Engines:
                     if filename == _DYNAMIC and self.filename:  # cloudpickle's name for it
                         filename = self.filename
                     where = _frame_text(filename, lineno, name)
-                return _Crash(f"rank {r['rank']}: {r['error']}", where)
+                who = f"rank {r['rank']}: " if r["rank"] >= 0 else ""
+                return _Crash(f"{who}{r['error']}", where)
         return None
 
     def _stop(self) -> None:

@@ -167,6 +167,13 @@ def rank_one_fails(paths, comm):
     return None
 
 
+def rank_one_dies(paths, comm):
+    if comm.rank == 1:
+        os._exit(3)  # as a crash in compiled code would: no exception, no reply
+    comm.Barrier()
+    return None
+
+
 # ---- fixtures ----------------------------------------------------------------------
 
 
@@ -392,6 +399,18 @@ def test_mpi_rank_that_raises_stops_its_own_engines(lab_home):
     assert r.verdict == "crashed" and r.error.startswith("rank 1: ValueError")
     assert 'raise ValueError("rank one read the wrong rows")' in r.message
     assert "engines were stopped" in r.message
+
+
+@pytest.mark.slow
+def test_mpi_engine_that_dies_is_reported_not_waited_for(lab_home):
+    import time
+
+    t0 = time.monotonic()
+    r = _exercise("mpi", rank_one_dies, timeout=60)
+    assert r.verdict == "crashed", r.message
+    assert "died" in r.message or "engine failed" in r.message, r.message
+    assert "engines were stopped" in r.message or "engine failed" in r.message
+    assert time.monotonic() - t0 < 45  # not the 60 s timeout
 
 
 def test_halo_lee_matches_the_whole_image_filter(lab_home):
