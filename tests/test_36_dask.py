@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -139,8 +141,11 @@ def test_distributed_stays_on_loopback(tiles):
         ports = [c.laddr for c in psutil.net_connections("tcp")
                  if c.status == psutil.CONN_LISTEN and c.pid in pids]
         assert ports and all(a.ip == "127.0.0.1" for a in ports), ports
-        assert cluster.cluster.dashboard_link in ("", None) or "status" not in (
-            cluster.cluster.scheduler_info.get("services", {}))
+        port = cluster.cluster.scheduler.http_server.port  # health checks only
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10).status \
+            == 200
+        with pytest.raises(urllib.error.HTTPError, match="404"):  # no dashboard
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=10)
     _assert_no_children()
 
 

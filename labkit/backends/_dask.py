@@ -124,13 +124,24 @@ class DaskCluster:
         t0 = time.perf_counter()
         with interrupts.deferred():
             fast = interrupts.stopping() or interrupts.taken()  # after a Ctrl-C
-            left = _shutdown(self.cluster, self.client, _processes(self.pids), self.scratch,
-                             fast)
+            pids = [*self.pids, *_worker_pids(self.cluster)]  # restarted ones too
+            left = _shutdown(self.cluster, self.client, _processes(pids), self.scratch, fast)
         self.stop_s = time.perf_counter() - t0
         if left:
             raise LabError(f"could not stop dask worker processes {left}: kill them by hand")
 
     stop = close
+
+
+def _worker_pids(cluster: Any) -> list[int]:
+    """The worker processes the cluster's nannies run now."""
+    pids = []
+    for nanny in list(getattr(cluster, "workers", {}).values()):
+        with contextlib.suppress(Exception):
+            pid = nanny.process.pid
+            if pid:
+                pids.append(int(pid))
+    return pids
 
 
 def _processes(pids: list[int]) -> list[Any]:
