@@ -6,6 +6,7 @@ Run from the repository root, on the 12 random 1024² tiles of ``perf.py --group
     .venv/bin/python benchmarks/scaling_probe.py reads --block-rows 32,128
     .venv/bin/python benchmarks/scaling_probe.py blocks --block-rows 128,256,512 --pairs 41
     .venv/bin/python benchmarks/scaling_probe.py lee
+    .venv/bin/python benchmarks/scaling_probe.py cpu --block-rows 16,128
 
 * ``reads``: reading the tiles' rows in blocks with 1 vs 2 threads (each thread half the
   rows, its own reader and buffer): through the reader as shipped (a read-ahead hint,
@@ -17,6 +18,10 @@ Run from the repository root, on the 12 random 1024² tiles of ``perf.py --group
   better than ratios of medians when other work comes and goes on the machine.
 * ``lee``: the threads backend with ``lee:9:16``, 1 and 2 workers: wall and CPU seconds,
   minor page faults per run.
+* ``cpu``: a threads-backend job by hand (read a block through the thread's reader, then
+  the fused kernel) with 1 and 2 threads: wall time, and the CPU time of the reads and of
+  the kernel summed over the threads (CPU time counts only while a thread runs, so it
+  shows whether the work itself got slower or the threads waited).
 
 Every line says the 1-minute load average before and after.
 """
@@ -204,11 +209,67 @@ def lee(tiles: Path, rounds: int) -> list[str]:
     return out
 
 
+def cpu(tiles: Path, block_rows: Sequence[int], rounds: int) -> list[str]:
+    """Wall and summed thread CPU time of reads and kernel, 1 vs 2 threads (medians)."""
+    from labkit import stats
+    from labkit.bench import alternate
+    from labkit.io import StackReader, open_stack
+
+    stack = open_stack(tiles)
+    n, rows, cols = stack.shape
+    readers = [StackReader(stack.paths) for _ in range(2)]
+    outs = (np.empty((rows, cols), np.float32), np.empty((rows, cols), np.float32))
+    stats.warm_up()
+    out = []
+    try:
+        with ThreadPoolExecutor(2) as ex:
+            for br in block_rows:
+                bufs = [np.empty((n, br, cols), np.float32) for _ in range(2)]
+                rec: dict[int, list[tuple[float, float, float]]] = {1: [], 2: []}
+
+                def part(p: int, parts: int, br: int = br, bufs: list = bufs
+                         ) -> tuple[float, float]:
+                    end = (p + 1) * rows // parts
+                    t_read = t_kernel = 0.0
+                    for r in range(p * rows // parts, end, br):
+                        k = min(br, end - r)
+                        a = time.thread_time()
+                        blk = (readers[p].read(r, k, out=bufs[p][:, :k]) if k == br
+                               else readers[p].read(r, k))
+                        b = time.thread_time()
+                        stats.reduce_stack(blk, out=(outs[0][r:r + k], outs[1][r:r + k]))
+                        t_read += b - a
+                        t_kernel += time.thread_time() - b
+                    return t_read, t_kernel
+
+                def job(parts: int, rec: dict = rec) -> Callable[[], float]:
+                    def fn() -> float:
+                        t0 = time.perf_counter()
+                        got = list(ex.map(part, range(parts), [parts] * parts))
+                        wall = time.perf_counter() - t0
+                        rec[parts].append((wall, sum(g[0] for g in got),
+                                           sum(g[1] for g in got)))
+                        return wall
+                    return fn
+
+                before = _load()
+                alternate({"1": job(1), "2": job(2)}, rounds)
+                for parts in (1, 2):
+                    wall, t_read, t_kernel = np.median(np.array(rec[parts][1:]), axis=0) * 1e3
+                    out.append(f"cpu, {br} rows per block, {parts} thread(s): wall "
+                               f"{wall:.2f} ms, CPU reading {t_read:.2f} ms + kernel "
+                               f"{t_kernel:.2f} ms (summed over threads; {before} → {_load()})")
+    finally:
+        for rd in readers:
+            rd.close()
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the probes named on the command line; print one line per measurement."""
     p = argparse.ArgumentParser(prog="benchmarks/scaling_probe.py",
                                 description=__doc__.split("\n")[0])
-    p.add_argument("probes", nargs="+", choices=("reads", "blocks", "lee"))
+    p.add_argument("probes", nargs="+", choices=("reads", "blocks", "lee", "cpu"))
     p.add_argument("--tiles", type=Path, default=TILES, help="tile folder")
     p.add_argument("--block-rows", default="32,128,512", help="rows per block, e.g. 32,128")
     p.add_argument("--pairs", type=int, default=41, help="rounds (pairs) of each probe")
@@ -221,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for probe in args.probes:
         lines = {"reads": lambda: reads(args.tiles, brs, max(3, args.pairs // 3)),
                  "blocks": lambda: blocks(args.tiles, brs, args.pairs),
-                 "lee": lambda: lee(args.tiles, max(3, args.pairs // 4))}[probe]()
+                 "lee": lambda: lee(args.tiles, max(3, args.pairs // 4)),
+                 "cpu": lambda: cpu(args.tiles, brs, max(3, args.pairs // 3))}[probe]()
         print("\n".join(lines), flush=True)
     return 0
 
