@@ -90,8 +90,11 @@ def roofline_figure(roof: Any, points: Sequence[Any] = (), *, title: str | None 
         c = colors.get(p.workers, "0.2")
         ax.plot([p.intensity], [p.gflops], markers.get(p.kernel, "s"), color=c, mec="k",
                 ms=7)
-        ax.annotate(p.label, (p.intensity, p.gflops), textcoords="offset points",
-                    xytext=(6, -10 if p.workers == max(roof.threads) else 4), fontsize=7)
+    for kernel in dict.fromkeys(p.kernel for p in points):  # the top label above, the rest below
+        same = sorted((p for p in points if p.kernel == kernel), key=lambda p: -p.gflops)
+        for i, p in enumerate(same):
+            ax.annotate(p.label, (p.intensity, p.gflops), textcoords="offset points",
+                        xytext=(6, 4 if i == 0 else -10 * i), fontsize=7)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
