@@ -136,10 +136,13 @@ def test_reused_pools(tiles, seq):
 
 def test_distributed_stays_on_loopback(tiles):
     """Every port the cluster listens on is on 127.0.0.1; no dashboard."""
+    def listening(pids: set[int]) -> set:
+        return {c.laddr for c in psutil.net_connections("tcp")
+                if c.status == psutil.CONN_LISTEN and c.pid in pids}
+
+    earlier = listening({os.getpid()})  # sockets other tests left in this process
     with make_pool("dask", 1, scheduler="distributed") as cluster:
-        pids = {os.getpid(), *cluster.pids}
-        ports = [c.laddr for c in psutil.net_connections("tcp")
-                 if c.status == psutil.CONN_LISTEN and c.pid in pids]
+        ports = listening({os.getpid(), *cluster.pids}) - earlier
         assert ports and all(a.ip == "127.0.0.1" for a in ports), ports
         port = cluster.cluster.scheduler.http_server.port  # health checks only
         assert urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10).status \

@@ -166,6 +166,7 @@ def _shutdown(cluster: Any, client: Any, procs: list[Any], scratch: str,
     """
     timeout = STOP_TIMEOUT_S
     if fast:
+        _quiet_for_good()
         _no_restarts(cluster)
         kill_processes(procs, grace=0.0)
         timeout = FAST_STOP_TIMEOUT_S  # nothing left to wait for
@@ -182,6 +183,20 @@ def _shutdown(cluster: Any, client: Any, procs: list[Any], scratch: str,
     left = kill_processes(procs, grace=1.0)
     shutil.rmtree(scratch, ignore_errors=True)
     return left
+
+
+def _quiet_for_good() -> None:
+    """After a Ctrl-C: no more log lines from distributed or tornado in this process.
+
+    The scheduler runs in this process; as its workers are killed, its comms log the
+    closed connections (with tracebacks) from the event-loop thread, also after
+    ``cluster.close`` has put back the log levels that ``silence_logs`` lowered.
+    """
+    for name in ("distributed", "tornado", "asyncio"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.CRITICAL + 1)
+        for handler in logger.handlers:
+            handler.setLevel(logging.CRITICAL + 1)
 
 
 def _no_restarts(cluster: Any) -> None:
