@@ -369,8 +369,11 @@ def test_cores_line_marks_counts_past_the_physical_cores(lab, tmp_path, monkeypa
         panel.run()
         assert panel.error is None, panel.error
         assert panel.results[-1]["workers"] == 6
-        assert panel.results[-1]["workers_shown"] == "6 (> 4 physical)"
-        assert "6 (&gt; 4 physical)" in panel.table.value
+        assert panel.results[-1]["cores"] == "past 4 physical"
+        assert "past 4 physical" in panel.table.value and ">cores<" in panel.table.value
+        panel.workers.value = 4
+        panel.run()
+        assert panel.results[-1]["cores"] == "≤ 4 physical"
     finally:
         panel.close()
     prep_panel = PrepPanel("tiny", root=lab["root"], workers=5, max_workers=8)

@@ -164,21 +164,19 @@ def panel_row(run: int, opts: RunOptions, rows: list[dict[str, Any]],
 
     Times in s; ``gbps`` is GB/s at the median wall; ``startup`` is the start-up inside
     the runs (0 with a reused pool), ``pool_startup_s`` the pool's own start-up;
-    ``kernel`` the filter run (``lee:K:ENL``, or ``none``); ``workers_shown`` the workers,
-    marked when past the physical cores.
+    ``kernel`` the filter run (``lee:K:ENL``, or ``none``); ``cores`` says whether the
+    workers fit in the physical cores (``≤ 4 physical``) or not (``past 4 physical``).
     """
     from labkit.ui.frame import core_counts
 
     (s,) = bench.summarize(rows)  # one configuration per click
     block_rows = rows[-1]["block_rows"]
     phases = f"{s['read']:.3g} / {s['compute']:.3g} / {s['merge']:.3g}"
-    logical, physical = core_counts()
-    shown: int | str = opts.workers
-    if opts.workers > physical:
-        shown = f"{opts.workers} (> {physical} physical)"
+    physical = core_counts()[1]
+    cores = f"{'past' if opts.workers > physical else '≤'} {physical} physical"
     return {
         "run": run, "backend": opts.name, "backend_name": opts.backend,
-        "workers": opts.workers, "workers_shown": shown,
+        "workers": opts.workers, "cores": cores,
         "kernel": rows[-1].get("filter") or "none", "tile": f"{opts.tile}×{opts.tile}",
         "block_rows": block_rows if block_rows else "auto", "repeats": s["n"],
         "median_s": s["wall"], "min_s": s["wall_min"], "max_s": s["wall_max"],

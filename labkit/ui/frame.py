@@ -75,7 +75,8 @@ def workers_slider(workers: int, description: str, top: int | None = None) -> w.
 
 def kernel_dropdown(filter: str | None) -> w.Dropdown:
     """The kernel-weight selector: ``none`` or a Lee filter ``K = 3 … 15`` (value: K, 0 for
-    none), starting at ``filter`` (``"lee:K"``; None or ``"none"``: none).
+    none), starting at ``filter`` (``"lee:K"``; None or ``"none"``: none). The runs use
+    the tiles' looks as ENL, so an ENL in ``filter`` is not kept.
     """
     from labkit.filters import parse_filter
 

@@ -88,7 +88,7 @@ class ControlPanel(Panel):
 
     title = "Run a backend"
     table_columns = (
-        ("run", "#"), ("backend", "backend"), ("workers_shown", "workers"),
+        ("run", "#"), ("backend", "backend"), ("workers", "workers"), ("cores", "cores"),
         ("kernel", "kernel"), ("tile", "tile"), ("block_rows", "block rows"),
         ("median_s", "median wall (s)"),
         ("spread_s", "spread (s)"), ("phases", "phases: read / compute / merge (s)"),
@@ -261,7 +261,7 @@ class MpiPanel(ControlPanel):
 
     title = "MPI on ipyparallel engines"
     table_columns = (
-        ("run", "#"), ("backend", "backend"), ("workers_shown", "ranks"),
+        ("run", "#"), ("backend", "backend"), ("workers", "ranks"), ("cores", "cores"),
         ("kernel", "kernel"), ("tile", "tile"), ("block_rows", "block rows"),
         ("median_s", "median wall (s)"),
         ("spread_s", "spread (s)"), ("phases", "phases: read / compute / merge (s)"),
