@@ -174,3 +174,18 @@ def test_figures_speak_the_informe_language(csv: Path, tmp_path: Path):
     assert "núcleos físicos" in plots.caption(rows, lang="es")
     written = plots.plot_all(csv, tmp_path / "es", lang="es")
     assert all(_is_png(p) for p in written) and len(written) == 5
+
+
+def test_speedups_compare_a_filtered_run_with_sequential_under_that_filter():
+    def row(backend: str, workers: int, wall: float, filt: str | None) -> dict:
+        return {"backend": backend, "mode": "in-process", "workers": workers, "wall": wall,
+                "filter": filt, "variant": backend + (f" + {filt}" if filt else "")}
+
+    summary = [row("sequential", 1, 0.01, None), row("sequential", 1, 0.40, "lee:9:16"),
+               row("threads", 2, 0.006, None), row("threads", 2, 0.20, "lee:9:16"),
+               row("mem", 2, 0.30, "lee:5:16")]  # no sequential run under lee:5
+    sp = plots.speedups(summary)
+    assert sp["threads"][0]["speedup"] == pytest.approx(0.01 / 0.006)
+    assert sp["threads + lee:9:16"][0]["speedup"] == pytest.approx(2.0)
+    assert sp["sequential + lee:9:16"][0]["speedup"] == 1.0
+    assert "mem + lee:5:16" not in sp

@@ -146,21 +146,25 @@ def karp_flatt(speedup: float, workers: int) -> float:
 
 def speedups(summary: Sequence[dict[str, Any]], mode: str = "in-process"
              ) -> dict[str, list[dict[str, Any]]]:
-    """Speed-up and efficiency per variant relative to sequential (1 worker, same mode).
+    """Speed-up and efficiency per variant relative to sequential (1 worker, same mode,
+    same filter: a filtered run is compared with sequential under that filter).
 
     Returns ``{variant: [{workers, wall, speedup, efficiency}, ...]}`` sorted by workers;
-    empty if the summary has no sequential run in that mode.
+    empty if the summary has no sequential run in that mode. A variant whose filter has
+    no sequential run is left out.
     """
-    base = [s for s in summary if s["backend"] == "sequential" and s["mode"] == mode
-            and s["workers"] == 1]
-    if not base:
+    t_seq: dict[Any, float] = {}
+    for s in summary:
+        if s["backend"] == "sequential" and s["mode"] == mode and s["workers"] == 1:
+            t_seq.setdefault(s.get("filter"), s["wall"])
+    if not t_seq:
         return {}
-    t_seq = base[0]["wall"]
     out: dict[str, list[dict[str, Any]]] = {}
     for s in summary:
-        if s["mode"] != mode or s["backend"] in FLOORS or s["wall"] <= 0:
+        if (s["mode"] != mode or s["backend"] in FLOORS or s["wall"] <= 0
+                or s.get("filter") not in t_seq):
             continue
-        sp = t_seq / s["wall"]
+        sp = t_seq[s.get("filter")] / s["wall"]
         out.setdefault(s["variant"], []).append(
             {"workers": s["workers"], "wall": s["wall"], "speedup": sp,
              "efficiency": sp / s["workers"]})
