@@ -79,8 +79,14 @@ def filtered(block: np.ndarray, filt: LeeFilter, index: np.ndarray | None = None
     ``block`` is whole images).
     """
     assert filt.enl is not None, "resolve the ENL first (with_enl)"
-    dates = [lee(date, filt.k, filt.enl, index) for date in block]
-    return np.stack(dates) if dates else np.empty_like(block)
+    if index is None:
+        rows = block.shape[1]
+    else:
+        rows = len(index) - 2 * (filt.k // 2)
+    out = np.empty((block.shape[0], rows, block.shape[2]), np.float32)
+    for date, image in zip(out, block, strict=True):
+        lee(image, filt.k, filt.enl, index, out=date)
+    return out
 
 
 def filtered_image(image: np.ndarray, filt: LeeFilter | None) -> np.ndarray:
