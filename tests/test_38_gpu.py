@@ -304,3 +304,22 @@ def test_ctrl_c_on_the_simulator(tmp_path):
     assert not mean.exists() and not std.exists() and list(tmp_path.iterdir()) == [src]
     with pytest.raises(ProcessLookupError):
         os.killpg(p.pid, 0)  # no process of the run is left
+
+
+@needs_cuda
+def test_the_roofline_gets_gpu_points_when_a_device_is_present(tiles, simulator, monkeypatch):
+    """With a device (here the simulator standing in for one), the informe's roofline
+    places the gpu backend's kernels too, counted like the CPU points; without one, none.
+    """
+    from labkit.backends import gpu
+    from labkit.bench import roofline
+    from labkit.report.measure import gpu_points
+
+    monkeypatch.setattr(gpu, "device_present", lambda: False)
+    assert gpu_points(tiles, repeat=1) == []
+    monkeypatch.setattr(gpu, "device_present", lambda: True)
+    points = gpu_points(tiles, repeat=1)
+    assert [(p.kernel, p.backend, p.workers) for p in points] == [
+        ("stats", "gpu", 1), ("lee:9", "gpu", 1)]
+    assert points[1].flops == roofline.count_flops(N, ROWS, COLS, "lee:9:16", ROWS)
+    assert all(p.compute_s > 0 and p.intensity > 0 for p in points)

@@ -71,6 +71,23 @@ def _words(lang: str) -> tuple[dict[str, str], dict[str, str], str, str]:
     return roof, sweep, say("roof_title", lang), say("sweep_title", lang)
 
 
+def gpu_points(tiles: str | os.PathLike[str], repeat: int = 3) -> list[Any]:
+    """The gpu backend's kernels on the roofline when a GPU is present (else none).
+
+    Timed like the CPU points, one worker; the achieved rate is counted flops over the
+    kernel time alone (copies over the bus are the gpu run's ``merge`` phase). The roofs
+    drawn are this machine's CPU roofs: a GPU point above them shows by how much the
+    device outruns the cores.
+    """
+    from labkit.backends.gpu import device_present
+    from labkit.bench import roofline
+
+    if not device_present():
+        return []
+    return list(roofline.kernel_points(tiles, filters=(None, "lee:9"), backends=("gpu",),
+                                       workers=(1,), repeat=repeat))
+
+
 def measure_extras(tiles: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
                    workers: int | None = None, quick: bool = False, lang: str = "en",
                    repeat: int = 3) -> Extras:
@@ -104,6 +121,7 @@ def measure_extras(tiles: str | os.PathLike[str], out_dir: str | os.PathLike[str
             else roofline.measure_roof(threads=threads))
     points = roofline.kernel_points(tiles, filters=(None, "lee:9"), backends=("threads",),
                                     workers=threads, repeat=repeat)
+    points += gpu_points(tiles, repeat)
     records = kernels_k.speedup_vs_k(tiles, ks=QUICK_KS if quick else FULL_KS,
                                      backends=SWEEP_BACKENDS, workers=n, repeat=repeat)
     roof_words, sweep_words, roof_title, sweep_title = _words(lang)
