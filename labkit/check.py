@@ -407,7 +407,11 @@ def _is_students(filename: str) -> bool:
     """True for a file that is neither labkit nor Python's or an installed package's."""
     if not filename or filename.startswith("<frozen") or filename.startswith("<string"):
         return False
+    if filename == _DYNAMIC:
+        return True  # the student's function, sent to an engine by value
     path = Path(filename)
+    if not path.is_absolute() or path.suffix in (".pyx", ".pxi", ".pxd"):
+        return False  # compiled code's source names (mpi4py's "mpi4py/MPI/Comm.pyx")
     with contextlib.suppress(OSError, ValueError):
         path = path.resolve()
     roots = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
@@ -827,8 +831,11 @@ def exercise(task: str, fn: Callable[..., Any], preset: str = "tiny", *, workers
     if t.mpi:
         from labkit.backends.mpi.engines import start_cluster
 
-        if cluster is None:
-            cluster = own_cluster = start_cluster(workers, timeout=timeout)
+        # none given, or stopped by an earlier check that crashed: engines of the same
+        # size, for this check only
+        if cluster is None or getattr(cluster, "stopped", False) is True:
+            n = workers if cluster is None else cluster.n
+            cluster = own_cluster = start_cluster(n, timeout=timeout)
         workers = cluster.n
         run: Callable[..., tuple[Any, float]] = _Engines(cluster, timeout)
         extra: tuple[Any, ...] = (HaloLee(filt.k, float(filt.enl)),) if task == "halo" \

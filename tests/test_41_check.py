@@ -167,6 +167,11 @@ def rank_one_fails(paths, comm):
     return None
 
 
+def reduce_a_list(paths, comm):
+    comm.Reduce([1, 2, 3], None, root=0)  # upper-case Reduce needs a buffer: mpi4py raises
+    return None
+
+
 def rank_one_dies(paths, comm):
     if comm.rank == 1:
         os._exit(3)  # as a crash in compiled code would: no exception, no reply
@@ -498,3 +503,20 @@ def test_notebook_runs_solutions_and_rejects_a_wrong_exercise(lab_home, tmp_path
     bare.cells[3].metadata["tags"] = []
     with pytest.raises(LabError, match="exercise cell 1 has no cell tagged 'solution'"):
         fill_solutions(bare)
+
+
+@pytest.mark.slow
+def test_mpi4py_error_names_the_students_line_and_a_stopped_cluster_is_replaced(lab_home):
+    from labkit.backends.mpi.engines import start_cluster
+
+    c = start_cluster(2, timeout=60)
+    try:
+        r = _exercise("mpi", reduce_a_list, cluster=c, timeout=60)
+        assert r.verdict == "crashed", r.message
+        assert "comm.Reduce([1, 2, 3], None, root=0)" in r.message, r.message
+        assert ".pyx" not in r.message and ".pxi" not in r.message, r.message
+        c.stop()  # as a check that crashed with ranks waiting leaves it
+        again = _exercise("mpi", mpi_stats, cluster=c)
+        assert again.ok, again.message
+    finally:
+        c.stop()

@@ -224,6 +224,19 @@ def test_mpi_panel_starts_reuses_and_stops_engines(lab, tmp_path, fake_cluster):
     assert fake_cluster.stopped == [2, 3]
 
 
+def test_mpi_panel_replaces_engines_stopped_behind_its_back(lab, tmp_path, fake_cluster):
+    """A check that crashed stops the engines it was given: the panel's next Run starts
+    new ones instead of failing on the stopped cluster."""
+    panel = MpiPanel("tiny", root=lab["root"], csv=False, workers=2, repeats=1)
+    panel.run()
+    panel.cluster.stopped = True  # as MpiCluster.stopped reads once it was stopped
+    panel.run()
+    assert panel.error is None, panel.error
+    assert fake_cluster.started == [2, 2]
+    assert panel.results[-1]["pool_startup_s"] == 0.01  # a new start-up, not "reused"
+    panel.close()
+
+
 def test_mpi_panel_failed_run_stops_the_engines(lab, tmp_path, fake_cluster):
     panel = MpiPanel("tiny", root=lab["root"], csv=False, workers=2, repeats=1)
     fake_cluster.fail = True

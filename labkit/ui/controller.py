@@ -399,6 +399,8 @@ class MpiController(RunController):
 
         Returns ``(cluster, startup)``: start-up seconds, or ``"reused"``.
         """
+        if self.cluster is not None and getattr(self.cluster, "stopped", False) is True:
+            self.cluster = None  # stopped meanwhile (a crashed check, a hung run): start anew
         if self.cluster is not None and self._n == workers:
             return self.cluster, "reused"
         self.stop()
