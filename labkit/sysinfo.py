@@ -17,7 +17,7 @@ from typing import Any
 
 from labkit.config import THREAD_ENV_VARS
 
-__all__ = ["INFO_KEYS", "cuda_devices", "mpi_library_version", "system_info"]
+__all__ = ["INFO_KEYS", "core_counts", "cuda_devices", "mpi_library_version", "system_info"]
 
 INFO_KEYS = ("host", "os", "python", "cpu_model", "cores_physical", "cores_logical",
              "mem_total_gib", "mem_available_gib", "mpi_library", "numpy", "rasterio", "gdal",
@@ -167,3 +167,17 @@ def system_info() -> dict[str, Any]:
         "threadpools": _threadpools(),
     }
     return info
+
+
+def core_counts() -> tuple[int, int]:
+    """(logical, physical) cores of this machine; physical from psutil (the logical
+    count when psutil cannot tell).
+    """
+    logical = os.cpu_count() or 1
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False) or logical
+    except ImportError:
+        physical = logical
+    return logical, min(physical, logical)

@@ -364,11 +364,12 @@ def test_mpi_panel_passes_the_kernel_to_the_engines_and_the_command(lab, tmp_pat
 
 
 def test_cores_line_marks_counts_past_the_physical_cores(lab, tmp_path, monkeypatch):
+    from labkit import sysinfo
     from labkit.ui import frame
 
-    logical, physical = frame.core_counts()
+    logical, physical = sysinfo.core_counts()
     assert 1 <= physical <= logical == (os.cpu_count() or 1)
-    monkeypatch.setattr(frame, "core_counts", lambda: (8, 4))
+    monkeypatch.setattr(sysinfo, "core_counts", lambda: (8, 4))
     assert "8 logical cores, 4 physical" in frame.cores_html(4)
     assert "past" not in frame.cores_html(4)
     assert "past the 4 physical cores" in frame.cores_html(6)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -38,19 +39,33 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from labkit import interrupts
+from labkit.backends._buffers import io_block_rows
 from labkit.backends._group import kill_processes
 from labkit.backends._pool import Pool
 from labkit.backends._session import session
 from labkit.config import THREAD_ENV_VARS
 from labkit.errors import Interrupted, LabError
 from labkit.filters import LeeFilter
+from labkit.io import TileStack
 
-__all__ = ["DaskCluster", "DaskRun", "import_scheduler", "scheduler_for", "scheduler_session",
-           "start_cluster"]
+__all__ = ["CHUNK_BYTES", "TASKS_PER_WORKER", "DaskCluster", "DaskRun", "chunk_rows",
+           "import_scheduler", "scheduler_for", "scheduler_session", "start_cluster"]
 
 STOP_TIMEOUT_S = 5.0  # s the cluster may take to close before its workers are killed
 FAST_STOP_TIMEOUT_S = 0.5  # the same after a Ctrl-C, its workers already killed
 START_TIMEOUT_S = 60.0  # s the workers may take to come up
+
+CHUNK_BYTES = 32 * 2**20  # input bytes (all dates) per task at most, by default
+TASKS_PER_WORKER = 4  # at least this many tasks per worker, so that they balance
+
+
+def chunk_rows(stack: TileStack, workers: int) -> int:
+    """Default rows per chunk: at most :data:`CHUNK_BYTES` of input per task, at least
+    :data:`TASKS_PER_WORKER` tasks per worker, never below the cache-sized block.
+    """
+    tasks = max(TASKS_PER_WORKER * workers, math.ceil(stack.nbytes / CHUNK_BYTES))
+    rows = math.ceil(stack.rows / min(tasks, stack.rows))
+    return max(rows, min(io_block_rows(stack.n_dates, stack.cols), stack.rows))
 
 
 def _warm(kernel: str | None, filt: LeeFilter | None) -> int:

@@ -29,7 +29,6 @@ Timings (seconds), as far as they can be told apart here:
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit.backends._buffers import io_block_rows
+from labkit.backends._dask import chunk_rows
 from labkit.backends._filtering import filtered, read_with_halo
 from labkit.backends._result import Result
 from labkit.backends._timing import phase_timings
@@ -47,10 +46,8 @@ from labkit.filters import LeeFilter
 from labkit.io import TileStack, cached_reader, stack_key
 from labkit.stats import reduce_stack
 
-__all__ = ["CHUNK_BYTES", "TASKS_PER_WORKER", "chunk_rows", "compute", "reduce_chunk"]
+__all__ = ["chunk_rows", "compute", "reduce_chunk"]
 
-CHUNK_BYTES = 32 * 2**20  # input bytes (all dates) per task at most, by default
-TASKS_PER_WORKER = 4  # at least this many tasks per worker, so that they balance
 
 
 def reduce_chunk(paths: list[Path], r0: int, n: int, filt: LeeFilter | None, ddof: int,
@@ -82,15 +79,6 @@ def reduce_chunk(paths: list[Path], r0: int, n: int, filt: LeeFilter | None, ddo
     mean, std = reduce_stack(block, ddof=ddof, min_count=min_count, kernel=kernel)
     worker = f"{os.getpid()}-{threading.get_ident()}"
     return mean, std, worker, t1 - t0, time.perf_counter() - t1, nbytes
-
-
-def chunk_rows(stack: TileStack, workers: int) -> int:
-    """Default rows per chunk: at most :data:`CHUNK_BYTES` of input per task, at least
-    :data:`TASKS_PER_WORKER` tasks per worker, never below the cache-sized block.
-    """
-    tasks = max(TASKS_PER_WORKER * workers, math.ceil(stack.nbytes / CHUNK_BYTES))
-    rows = math.ceil(stack.rows / min(tasks, stack.rows))
-    return max(rows, min(io_block_rows(stack.n_dates, stack.cols), stack.rows))
 
 
 def compute(stack: TileStack, opts: RunOptions) -> Result:

@@ -96,14 +96,14 @@ def graph_size(*arrays: Any) -> int:
 def compute(stack: TileStack, opts: RunOptions) -> Result:
     """Mean and std of ``stack`` with xarray's ``.mean("time")`` / ``.std("time")``.
 
-    ``opts.block_rows``: rows per chunk (default as :func:`labkit.backends.dask_chunks.
-    chunk_rows`); ``opts.scheduler`` / ``opts.pool`` as for the chunks strategy.
+    ``opts.block_rows``: rows per chunk (default as
+    :func:`labkit.backends._dask.chunk_rows`); ``opts.scheduler`` / ``opts.pool`` as for
+    the chunks strategy.
     """
     if opts.filter is not None:
         raise LabError(f"filter {opts.filter.spec}: the xarray strategy computes the plain "
                        f"statistics; use --strategy chunks with --filter")
-    from labkit.backends._dask import scheduler_for, scheduler_session
-    from labkit.backends.dask_chunks import chunk_rows
+    from labkit.backends._dask import chunk_rows, scheduler_for, scheduler_session
 
     scheduler = scheduler_for(opts.pool, opts.scheduler)
     br = opts.block_rows or chunk_rows(stack, opts.workers)
@@ -141,7 +141,7 @@ def breakdown(stack: TileStack, workers: int, block_rows: int | None = None,
     workers : int
         Threads.
     block_rows : int, optional
-        Rows per chunk (default as :func:`labkit.backends.dask_chunks.chunk_rows`).
+        Rows per chunk (default as :func:`labkit.backends._dask.chunk_rows`).
     repeats : int, default 3
         Timed runs of each step, after one untimed round.
 
@@ -154,7 +154,7 @@ def breakdown(stack: TileStack, workers: int, block_rows: int | None = None,
     import dask
     import dask.threaded
 
-    from labkit.backends.dask_chunks import chunk_rows
+    from labkit.backends._dask import chunk_rows
     from labkit.bench.harness import alternate, median
 
     br = block_rows or chunk_rows(stack, workers)

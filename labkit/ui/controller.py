@@ -167,12 +167,12 @@ def panel_row(run: int, opts: RunOptions, rows: list[dict[str, Any]],
     ``kernel`` the filter run (``lee:K:ENL``, or ``none``); ``cores`` says whether the
     workers fit in the physical cores (``≤ 4 physical``) or not (``past 4 physical``).
     """
-    from labkit.ui.frame import core_counts
+    from labkit import sysinfo
 
     (s,) = bench.summarize(rows)  # one configuration per click
     block_rows = rows[-1]["block_rows"]
     phases = f"{s['read']:.3g} / {s['compute']:.3g} / {s['merge']:.3g}"
-    physical = core_counts()[1]
+    physical = sysinfo.core_counts()[1]
     cores = f"{'past' if opts.workers > physical else '≤'} {physical} physical"
     return {
         "run": run, "backend": opts.name, "backend_name": opts.backend,

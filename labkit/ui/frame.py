@@ -16,11 +16,12 @@ from typing import Any
 
 import ipywidgets as w
 
+from labkit import sysinfo
 from labkit.errors import LabError
 from labkit.ui import controller as ctl
 from labkit.ui.html import error_html, html_table, note_html
 
-__all__ = ["KERNEL_CHOICES", "WIDE_LABEL", "Panel", "core_counts", "cores_html",
+__all__ = ["KERNEL_CHOICES", "WIDE_LABEL", "Panel", "cores_html",
            "kernel_dropdown", "max_workers", "tile_dropdown", "workers_slider"]
 
 _BOX = w.Layout(border="1px solid #ccc", padding="6px", width="100%")
@@ -35,26 +36,12 @@ def max_workers() -> int:
     return os.cpu_count() or 1
 
 
-def core_counts() -> tuple[int, int]:
-    """(logical, physical) cores of this machine; physical from psutil (the logical
-    count when psutil cannot tell).
-    """
-    logical = os.cpu_count() or 1
-    try:
-        import psutil
-
-        physical = psutil.cpu_count(logical=False) or logical
-    except ImportError:
-        physical = logical
-    return logical, min(physical, logical)
-
-
 def cores_html(workers: int) -> str:
     """One line: the machine's logical and physical cores, and whether ``workers`` is past
     the physical count (workers then share a core's arithmetic units: hyper-threads, or
     the OS taking turns).
     """
-    logical, physical = core_counts()
+    logical, physical = sysinfo.core_counts()
     text = (f"this machine: {logical} logical core{'s' * (logical != 1)}, {physical} "
             f"physical")
     if workers > logical:
