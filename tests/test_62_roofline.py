@@ -165,3 +165,18 @@ def test_figures_are_log_log_rooflines_and_k_curves(tiny, roof, tmp_path):
     assert plot_speedup_k(recs, tmp_path / "k.png").read_bytes().startswith(PNG_MAGIC)
     with pytest.raises(LabError, match="no speed-ups"):
         speedup_k_figure([])
+
+
+def test_spanish_figures_write_numbers_with_a_decimal_comma(roof):
+    from labkit.plots.roofline import roofline_figure, speedup_k_figure
+
+    fig = roofline_figure(roof, [], lang="es")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    bw = roof.bandwidth_gbps[1]
+    assert any(f"{bw:.3g}".replace(".", ",") in t for t in legend), legend
+    assert not any(f"{bw:.3g}" in t for t in legend if "." in f"{bw:.3g}"), legend
+    recs = [kernels_k.KSpeedup("threads", k, 2, 1.0, 1.0 / 1.5, 3) for k in (0, 9)]
+    fig = speedup_k_figure(recs, lang="es")
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert any("," in t for t in ticks) and not any("." in t for t in ticks), ticks

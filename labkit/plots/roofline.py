@@ -29,6 +29,7 @@ import numpy as np
 
 from labkit.errors import LabError
 from labkit.plots._figure import save
+from labkit.plots.labels import num
 
 __all__ = ["plot_roofline", "plot_speedup_k", "roofline_figure", "speedup_k_figure"]
 
@@ -41,7 +42,7 @@ def _figure(size: tuple[float, float]) -> tuple[Any, Any]:
 
 
 def roofline_figure(roof: Any, points: Sequence[Any] = (), *, title: str | None = None,
-                    labels: dict[str, str] | None = None) -> Any:
+                    labels: dict[str, str] | None = None, lang: str = "en") -> Any:
     """The measured roofline with the lab's kernels placed on it.
 
     Parameters
@@ -55,6 +56,8 @@ def roofline_figure(roof: Any, points: Sequence[Any] = (), *, title: str | None 
     labels : dict, optional
         Replacement texts for the axis and legend words (keys ``x``, ``y``, ``memory``,
         ``compute``, ``scalar``, ``ridge``, ``threads``), e.g. for a Spanish figure.
+    lang : {"en", "es"}, default "en"
+        Decimal mark of the numbers in the legend (``es``: comma).
 
     Returns
     -------
@@ -74,15 +77,15 @@ def roofline_figure(roof: Any, points: Sequence[Any] = (), *, title: str | None 
         c = colors.get(t, "0.3")
         ax.plot(grid, np.minimum(roof.peak_gflops[t], roof.bandwidth_gbps[t] * grid), color=c,
                 lw=2, label=f"{t} {words['threads']}: {words['memory']} "
-                            f"{roof.bandwidth_gbps[t]:.3g} GB/s, {words['compute']} "
-                            f"{roof.peak_gflops[t]:.3g} GFLOP/s")
+                            f"{num(roof.bandwidth_gbps[t], lang)} GB/s, {words['compute']} "
+                            f"{num(roof.peak_gflops[t], lang)} GFLOP/s")
         ax.plot(grid, np.minimum(roof.scalar_gflops[t], roof.bandwidth_gbps[t] * grid),
                 color=c, lw=1, ls="--",
                 label=f"{t} {words['threads']}: {words['scalar']} "
-                      f"{roof.scalar_gflops[t]:.3g} GFLOP/s")
+                      f"{num(roof.scalar_gflops[t], lang)} GFLOP/s")
         r = roof.ridge(t)
         ax.plot([r], [roof.peak_gflops[t]], "v", color=c, ms=7)
-        ax.annotate(f"{words['ridge']} {r:.2g}", (r, roof.peak_gflops[t]),
+        ax.annotate(f"{words['ridge']} {num(r, lang, 2)}", (r, roof.peak_gflops[t]),
                     textcoords="offset points", xytext=(-30, 8 + 11 * i), fontsize=8,
                     color=c)
     markers = {"stats": "o"}
@@ -111,7 +114,7 @@ def roofline_figure(roof: Any, points: Sequence[Any] = (), *, title: str | None 
 
 
 def speedup_k_figure(records: Sequence[Any], *, title: str | None = None,
-                     labels: dict[str, str] | None = None) -> Any:
+                     labels: dict[str, str] | None = None, lang: str = "en") -> Any:
     """Speed-up of N workers over 1 against the Lee window side K, one line per backend.
 
     Parameters
@@ -122,6 +125,8 @@ def speedup_k_figure(records: Sequence[Any], *, title: str | None = None,
         Figure title.
     labels : dict, optional
         Replacement texts (keys ``x``, ``y``, ``none``, ``ideal``).
+    lang : {"en", "es"}, default "en"
+        Decimal mark of the speed-up axis (``es``: comma).
 
     Returns
     -------
@@ -147,6 +152,9 @@ def speedup_k_figure(records: Sequence[Any], *, title: str | None = None,
     ax.set_xlabel(words["x"])
     ax.set_ylabel(words["y"])
     ax.set_ylim(0, max([r.speedup for r in records] + [r.workers for r in records]) * 1.15)
+    from matplotlib.ticker import FuncFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: num(v, lang)))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title or "Where parallelism pays: speed-up against kernel weight",

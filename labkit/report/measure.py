@@ -128,9 +128,9 @@ def measure_extras(tiles: str | os.PathLike[str], out_dir: str | os.PathLike[str
     out = Path(out_dir)
     figures = {
         "roofline": plot_roofline(roof, points, out / "roofline.png", title=roof_title,
-                                  labels=roof_words),
+                                  labels=roof_words, lang=lang),
         "speedup_k": plot_speedup_k(records, out / "speedup_k.png", title=sweep_title,
-                                    labels=sweep_words),
+                                    labels=sweep_words, lang=lang),
     }
     return Extras(roofline=roofline_facts(roof, points), sweep=sweep_facts(records),
                   figures=figures)
