@@ -189,3 +189,19 @@ def test_speedups_compare_a_filtered_run_with_sequential_under_that_filter():
     assert sp["threads + lee:9:16"][0]["speedup"] == pytest.approx(2.0)
     assert sp["sequential + lee:9:16"][0]["speedup"] == 1.0
     assert "mem + lee:5:16" not in sp
+
+
+def test_spanish_figures_tick_numbers_with_a_decimal_comma(csv: Path, tmp_path: Path):
+    from labkit.plots._figure import decimal_mark, pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    ax.plot([0.0, 0.5, 1.0], [0.01, 0.02, 0.03])
+    ax.set_xticks([0, 1], ["sequential", "threads"])  # category texts stay as they are
+    decimal_mark(fig, "es")
+    fig.canvas.draw()
+    ys = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert ys and all("." not in t for t in ys) and any("," in t for t in ys), ys
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["sequential", "threads"]
+    plt.close(fig)
+    assert plots.plot_all(csv, tmp_path / "es", lang="es")  # every figure still draws

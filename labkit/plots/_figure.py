@@ -12,7 +12,8 @@ from typing import Any
 from labkit.config import FLOORS, PHASE_COLORS
 from labkit.plots.models import caption, summary
 
-__all__ = ["FLOORS", "PHASE_COLORS", "finish", "pyplot", "save", "summary", "variant_colors"]
+__all__ = ["FLOORS", "PHASE_COLORS", "decimal_mark", "finish", "pyplot", "save", "summary",
+           "variant_colors"]
 
 
 def pyplot() -> Any:
@@ -48,7 +49,23 @@ def finish(fig: Any, rows: Sequence[dict[str, Any]], title: str, data: bool = Tr
     """Title on top, the machine/data caption (in ``lang``) just under it, inside the
     saved area.
     """
+    decimal_mark(fig, lang)
     fig.tight_layout()
     fig.suptitle(title, y=1.06)
     fig.text(0.5, 1.0, caption(rows, data, lang), fontsize=7, color="0.35", ha="center",
              va="bottom")
+
+
+def decimal_mark(fig: Any, lang: str) -> None:
+    """Tick numbers of ``fig``'s linear axes with the decimal mark of ``lang`` (Spanish:
+    ``0,5``). Axes with their own tick texts (categories) and log axes are left alone.
+    """
+    if lang != "es":
+        return
+    from matplotlib.ticker import FuncFormatter, ScalarFormatter
+
+    for ax in fig.axes:
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "linear" and isinstance(axis.get_major_formatter(), ScalarFormatter):
+                axis.set_major_formatter(
+                    FuncFormatter(lambda v, _: f"{v:g}".replace(".", ",")))

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from labkit.errors import LabError
-from labkit.plots._figure import save
+from labkit.plots._figure import decimal_mark, save
 from labkit.plots.labels import num
 
 __all__ = ["plot_roofline", "plot_speedup_k", "roofline_figure", "speedup_k_figure"]
@@ -152,9 +152,7 @@ def speedup_k_figure(records: Sequence[Any], *, title: str | None = None,
     ax.set_xlabel(words["x"])
     ax.set_ylabel(words["y"])
     ax.set_ylim(0, max([r.speedup for r in records] + [r.workers for r in records]) * 1.15)
-    from matplotlib.ticker import FuncFormatter
-
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: num(v, lang)))
+    decimal_mark(fig, lang)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title or "Where parallelism pays: speed-up against kernel weight",
