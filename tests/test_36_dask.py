@@ -10,7 +10,6 @@ sequential and shows up in ``labkit bench`` with its max |Δ|.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -294,42 +293,12 @@ def test_ctrl_c_during_a_distributed_run(big, tmp_path, delay):
     cmd = [sys.executable, "-m", "labkit", "run", "dask", str(big), str(out / "mean.tif"),
            str(out / "std.tif"), "--workers", "2", "--scheduler", "distributed",
            "--block-rows", "64"]
-    seen: dict[int, float] = {}
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=ctrl._as_foreground_job)
-    try:
-        start = time.monotonic()
-        while time.monotonic() - start < delay:
-            ctrl._descendants(proc.pid, seen)
-            time.sleep(0.005)
-        ctrl._descendants(proc.pid, seen)
-        running = proc.poll() is None
-        sent = time.monotonic()
-        with_signal = True
-        try:
-            os.killpg(proc.pid, signal.SIGINT)
-        except ProcessLookupError:
-            with_signal = False
-        stdout, stderr = proc.communicate(timeout=60)
-        took = time.monotonic() - sent
-        while ctrl._alive(seen) and time.monotonic() - sent < ctrl.LIMIT_S:
-            time.sleep(0.01)
-        left = ctrl._alive(seen)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-        for pid in seen:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-    report = f"exit {proc.returncode} after {took:.2f} s\nstderr:\n{stderr}\nstdout:\n{stdout}"
+    run = ctrl.sigint_after(cmd, delay, cwd=tmp_path, env=env)
+    took, stdout, stderr, left, seen = run.took, run.stdout, run.stderr, run.left, run.seen
+    report = f"exit {run.code} after {took:.2f} s\nstderr:\n{stderr}\nstdout:\n{stdout}"
     assert "Traceback" not in stderr + stdout, report
-    assert proc.returncode == 130 or (proc.returncode == 0 and not (running and with_signal)
-                                      ), report
-    if proc.returncode == 130:
+    assert run.code == 130 or (run.code == 0 and not run.signalled), report
+    if run.code == 130:
         assert stderr.strip().splitlines() == [
             "labkit: interrupted: stopped by Ctrl-C, no output written"], report
         assert list(out.iterdir()) == []

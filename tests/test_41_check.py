@@ -183,24 +183,6 @@ def rank_one_dies(paths, comm):
 
 
 @pytest.fixture(scope="module")
-def lab_home(tmp_path_factory: pytest.TempPathFactory):
-    """A temporary lab (LABKIT_HOME) with the tiny preset's tiles."""
-    home = tmp_path_factory.mktemp("lab")
-    old = os.environ.get("LABKIT_HOME")
-    os.environ["LABKIT_HOME"] = str(home)
-    try:
-        from labkit import prep
-
-        prep.ensure_tiles("tiny", progress=False)
-        yield home
-    finally:
-        if old is None:
-            os.environ.pop("LABKIT_HOME", None)
-        else:
-            os.environ["LABKIT_HOME"] = old
-
-
-@pytest.fixture(scope="module")
 def reference(lab_home):
     from labkit import backends, prep
 

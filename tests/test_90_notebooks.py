@@ -4,7 +4,6 @@ and executed end to end with the tiny preset, in order (01 … 06), in a tempora
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -95,24 +94,6 @@ def _assert_exercises_well_formed(path: Path, cells: list[dict]) -> None:
         names = re.findall(r"^def (\w+)", skeleton, re.M)
         assert names and all(re.search(rf"^def {n}\b", _source(sol), re.M) for n in names), \
             f"exercise {i}: the solution does not define {names}"
-
-
-@pytest.fixture(scope="module")
-def lab_home(tmp_path_factory: pytest.TempPathFactory):
-    """A temporary lab (LABKIT_HOME) with the tiny preset's tiles made once."""
-    home = tmp_path_factory.mktemp("lab")
-    old = os.environ.get("LABKIT_HOME")
-    os.environ["LABKIT_HOME"] = str(home)  # the notebook kernels inherit it
-    try:
-        from labkit import prep
-
-        prep.ensure_tiles("tiny", progress=False)
-        yield home
-    finally:
-        if old is None:
-            os.environ.pop("LABKIT_HOME", None)
-        else:
-            os.environ["LABKIT_HOME"] = old
 
 
 @pytest.mark.slow

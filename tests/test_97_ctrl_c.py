@@ -169,6 +169,62 @@ def _alive(seen: dict[int, float]) -> list[str]:
     return left
 
 
+@dataclass
+class SigintRun:
+    """A command sent SIGINT (to its process group) after a delay, and what it did."""
+
+    pid: int
+    code: int
+    stdout: str
+    stderr: str
+    took: float  # s from the SIGINT to its exit
+    left: list[str]  # processes of it still alive LIMIT_S after the SIGINT
+    seen: dict[int, float]  # every process seen under it
+    signalled: bool  # it was still running and the SIGINT reached its group
+
+
+def sigint_after(argv: list[str], delay: float, *, cwd: Path, env: dict[str, str]
+                 ) -> SigintRun:
+    """Start ``argv`` as a terminal would a foreground job (own process group, SIGINT at its
+    default disposition), SIGINT its group after ``delay`` s, wait for it and for every
+    process seen under it (at most :data:`LIMIT_S`); anything left is killed afterwards.
+    """
+    seen: dict[int, float] = {}
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=_as_foreground_job)
+    try:
+        start = time.monotonic()
+        while time.monotonic() - start < delay:
+            _descendants(proc.pid, seen)
+            time.sleep(0.005)
+        signalled = proc.poll() is None
+        sent = time.monotonic()
+        _descendants(proc.pid, seen)
+        try:
+            os.killpg(proc.pid, signal.SIGINT)
+        except ProcessLookupError:
+            signalled = False
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 60 s after SIGINT: {_alive(seen)}")
+        took = time.monotonic() - sent
+        while _alive(seen) and time.monotonic() - sent < LIMIT_S:
+            time.sleep(0.01)
+        left = _alive(seen)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+        for pid in seen:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    return SigintRun(proc.pid, proc.returncode, stdout, stderr, took, left, seen, signalled)
+
+
 def _mpich_leftovers(before: set[str]) -> list[str]:
     """MPICH shared-memory files made since ``before`` that no process maps any more."""
     new = set(glob.glob("/dev/shm/mpich_shm_*")) - before
@@ -228,41 +284,9 @@ def test_ctrl_c(case: str, delay: float, inputs: Inputs, tmp_path: Path) -> None
            if not k.startswith(("PMI_", "PMIX_", "HYDI_", "OMPI_"))}
     env.update(THREAD_ENV, TMPDIR=str(tmp))
     mpich_before = set(glob.glob("/dev/shm/mpich_shm_*"))
-    seen: dict[int, float] = {}
-    proc = subprocess.Popen(_argv(case, inputs, out), cwd=tmp_path, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=_as_foreground_job)
-    try:
-        start = time.monotonic()
-        while time.monotonic() - start < delay:
-            _descendants(proc.pid, seen)
-            time.sleep(0.005)
-        with_signal = proc.poll() is None
-        sent = time.monotonic()
-        _descendants(proc.pid, seen)
-        try:
-            os.killpg(proc.pid, signal.SIGINT)
-        except ProcessLookupError:
-            with_signal = False
-        try:
-            stdout, stderr = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"still running 60 s after SIGINT: {_alive(seen)}")
-        took = time.monotonic() - sent
-        while _alive(seen) and time.monotonic() - sent < LIMIT_S:
-            time.sleep(0.01)
-        left = _alive(seen)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-        for pid in seen:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-    code = proc.returncode
+    run = sigint_after(_argv(case, inputs, out), delay, cwd=tmp_path, env=env)
+    code, took, stdout, stderr, left = run.code, run.took, run.stdout, run.stderr, run.left
+    with_signal = run.signalled
     TABLE.append((case, delay, code, took))
     report = f"exit {code} after {took:.2f} s\nstderr:\n{stderr}\nstdout:\n{stdout}"
     assert "Traceback" not in stderr + stdout, report
@@ -277,7 +301,7 @@ def test_ctrl_c(case: str, delay: float, inputs: Inputs, tmp_path: Path) -> None
         if case != "mpiexec":
             assert len(lines) == 1, report
     assert left == [], f"processes left: {left}\n{report}"
-    assert glob.glob(f"/dev/shm/labkit_{proc.pid}_*") == []
+    assert glob.glob(f"/dev/shm/labkit_{run.pid}_*") == []
     assert _mpich_leftovers(mpich_before) == []
     assert list(tmp.iterdir()) == [], f"left in TMPDIR: {list(tmp.iterdir())}"
     _check_outputs(case, code, out, inputs)
